@@ -1,0 +1,352 @@
+"""The event contract: the envelope and one marshmallow schema per event's ``data``.
+
+This module is the single source of truth for every event that crosses a service boundary.
+``docs/events.asyncapi.yaml`` is generated from it (``python -m services.common.docs``) and a
+test fails when the two drift. Change it only by adding: new optional fields, new events.
+
+Schemas load JSON (strings, numbers) into Python values (datetimes) and dump them back.
+Unknown fields in event data are ignored (a newer producer may add fields); unknown fields in
+HTTP bodies are rejected (see ``services.common.http_contract``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from services.common import units
+
+URGENCIES = ("critical", "high", "normal", "low")
+NEED_KINDS = ("goods", "service")
+DONOR_KINDS = ("company", "social_organisation", "social_enterprise", "government", "person")
+VALUE_METHODS = ("declared", "market", "donor_stated")
+TIERS = ("community", "street", "district")
+STOCK_REASONS = ("received", "allocated", "released", "written_off", "transferred")
+
+# Event types that outside systems may publish to the ``relief.intake`` exchange.
+INTAKE_TYPES = (
+    "need_posted",
+    "donation_received",
+    "volunteer_registered",
+    "hours_logged",
+    "health_check_reported",
+)
+
+def _id(**kw: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=128), **kw)
+
+
+def _positive(**kw: Any) -> fields.Float:
+    return fields.Float(
+        validate=validate.Range(min=0, min_inclusive=False), allow_nan=False, **kw
+    )
+
+
+def _non_negative(**kw: Any) -> fields.Float:
+    return fields.Float(validate=validate.Range(min=0), allow_nan=False, **kw)
+
+
+def _unit(**kw: Any) -> fields.String:
+    return fields.String(validate=validate.OneOf(units.KNOWN_UNITS), **kw)
+
+
+class DataSchema(Schema):
+    """Base of every event data schema: unknown fields are ignored, not fatal."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class ContactSchema(DataSchema):
+    """A person's contact: personal data, kept only by the services that must reach them."""
+
+    name = fields.String(validate=validate.Length(max=100))
+    phone = fields.String(validate=validate.Regexp(r"^\+?[0-9 \-]{5,20}$"))
+    language = fields.String(validate=validate.OneOf(("zh-CN", "en")))
+
+
+class DonorSchema(DataSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    kind = fields.String(required=True, validate=validate.OneOf(DONOR_KINDS))
+    donor_id = _id()
+    contact = fields.Nested(ContactSchema)
+
+
+class NeedPosted(DataSchema):
+    """A community station, street platform or member organisation asks for goods or a service."""
+
+    need_id = _id(required=True)
+    community_id = _id(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(NEED_KINDS))
+    category = _id(required=True)
+    quantity = _positive(required=True)
+    unit = _unit(required=True)
+    urgency = fields.String(required=True, validate=validate.OneOf(URGENCIES))
+    needed_by = fields.AwareDateTime(default_timezone=UTC)
+    beneficiaries = fields.Integer(validate=validate.Range(min=0))
+    programme = fields.String(validate=validate.Length(max=200))
+    contact = fields.Nested(ContactSchema)
+    note = fields.String(validate=validate.Length(max=2000))
+
+
+class DonationReceived(DataSchema):
+    """Goods received into a warehouse (district, street or community), valued at intake."""
+
+    donation_id = _id(required=True)
+    donor = fields.Nested(DonorSchema, required=True)
+    location_id = _id(required=True)
+    category = _id(required=True)
+    quantity = _positive(required=True)
+    unit = _unit(required=True)
+    value_yuan = _non_negative(required=True)
+    value_method = fields.String(validate=validate.OneOf(VALUE_METHODS))
+    expires_at = fields.AwareDateTime(default_timezone=UTC)
+    programme = fields.String(validate=validate.Length(max=200))
+    # Set by the donations service when it records the lot (one lot per goods donation).
+    lot_id = _id()
+
+
+class VolunteerRegistered(DataSchema):
+    volunteer_id = _id(required=True)
+    home_community_id = _id(required=True)
+    skills = fields.List(_id(), load_default=list)
+    organisation_id = _id()
+    weekly_hours_cap = _positive()
+    contact = fields.Nested(ContactSchema)
+
+
+class HoursLogged(DataSchema):
+    hours_id = _id(required=True)
+    volunteer_id = _id(required=True)
+    hours = fields.Float(required=True, validate=validate.Range(min=0, max=24, min_inclusive=False))
+    date = fields.Date(required=True)
+    activity = _id()
+    programme = fields.String(validate=validate.Length(max=200))
+    assignment_id = _id()
+
+
+class HealthCheckReported(DataSchema):
+    volunteer_id = _id(required=True)
+    checked_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    temperature_c = fields.Float(required=True, validate=validate.Range(min=30, max=45))
+    in_quarantine = fields.Boolean(required=True)
+
+
+class AssignmentMade(DataSchema):
+    """Matching allocated part (or all) of a need from one lot."""
+
+    assignment_id = _id(required=True)
+    need_id = _id(required=True)
+    community_id = _id(required=True)
+    category = _id(required=True)
+    quantity = _positive(required=True)  # in the need's unit
+    unit = _unit(required=True)
+    lot_id = _id(required=True)
+    lot_quantity = _positive(required=True)  # the same amount in the lot's unit
+    lot_unit = _unit(required=True)
+    location_id = _id(required=True)
+    tier_distance = fields.Integer(required=True, validate=validate.Range(min=0, max=2))
+    value_yuan = _non_negative(required=True)
+    programme = fields.String()
+    explanation = fields.String()
+
+
+class NeedFulfilled(DataSchema):
+    need_id = _id(required=True)
+    community_id = _id(required=True)
+    category = _id(required=True)
+    quantity = _positive(required=True)
+    unit = _unit(required=True)
+
+
+class NeedEscalated(DataSchema):
+    need_id = _id(required=True)
+    community_id = _id(required=True)
+    category = _id(required=True)
+    urgency = fields.String(required=True, validate=validate.OneOf(URGENCIES))
+    from_tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    to_tier = fields.String(required=True, validate=validate.OneOf(TIERS))
+    area_id = _id(required=True)  # the street or district whose coordinators now own it
+    remaining = _non_negative(required=True)
+    unit = _unit(required=True)
+
+
+class NeedExpired(DataSchema):
+    need_id = _id(required=True)
+    community_id = _id(required=True)
+    category = _id(required=True)
+    unfulfilled_quantity = _non_negative(required=True)
+    unit = _unit(required=True)
+
+
+class StockChanged(DataSchema):
+    lot_id = _id(required=True)
+    category = _id(required=True)
+    location_id = _id(required=True)
+    delta = fields.Float(required=True)  # in the lot's unit; negative when stock leaves
+    available = _non_negative(required=True)
+    unit = _unit(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(STOCK_REASONS))
+    assignment_id = _id()
+
+
+class VolunteerAvailabilityChanged(DataSchema):
+    volunteer_id = _id(required=True)
+    available = fields.Boolean(required=True)
+    reason = fields.String()
+
+
+class HoursApproved(DataSchema):
+    hours_id = _id(required=True)
+    volunteer_id = _id(required=True)
+    hours = _positive(required=True)
+    date = fields.Date(required=True)
+    activity = _id()
+    programme = fields.String()
+
+
+class NotificationOutcome(DataSchema):
+    notification_id = _id(required=True)
+    channel = _id(required=True)
+    template = _id(required=True)
+    reason = fields.String()
+
+
+EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
+    "need_posted": NeedPosted,
+    "donation_received": DonationReceived,
+    "volunteer_registered": VolunteerRegistered,
+    "hours_logged": HoursLogged,
+    "health_check_reported": HealthCheckReported,
+    "assignment_made": AssignmentMade,
+    "need_fulfilled": NeedFulfilled,
+    "need_escalated": NeedEscalated,
+    "need_expired": NeedExpired,
+    "stock_changed": StockChanged,
+    "volunteer_availability_changed": VolunteerAvailabilityChanged,
+    "hours_approved": HoursApproved,
+    "notification_sent": NotificationOutcome,
+    "notification_failed": NotificationOutcome,
+}
+
+# Who publishes what (the exchange is ``<source>.events``; ``relief.intake`` for outsiders).
+PRODUCERS: dict[str, tuple[str, ...]] = {
+    "intake": INTAKE_TYPES,
+    "donations": ("donation_received", "stock_changed"),
+    "volunteers": ("volunteer_registered", "volunteer_availability_changed", "hours_approved"),
+    "matching": ("assignment_made", "need_fulfilled", "need_escalated", "need_expired"),
+    "notifications": ("notification_sent", "notification_failed"),
+}
+
+CURRENT_VERSION = 1
+
+
+class EnvelopeSchema(Schema):
+    """The envelope every event travels in. Unknown top-level fields are rejected."""
+
+    event_id = fields.UUID(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(tuple(EVENT_SCHEMAS)))
+    version = fields.Integer(required=True, validate=validate.Equal(CURRENT_VERSION))
+    occurred_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    source = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    data = fields.Dict(required=True)
+
+
+class ContractError(ValueError):
+    """An event that does not satisfy the contract. ``reason`` is a short readable string."""
+
+    def __init__(self, reason: str, fields_: dict | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.fields = fields_ or {}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated event: envelope fields plus ``data`` loaded by its schema."""
+
+    event_id: str
+    type: str
+    version: int
+    occurred_at: datetime
+    source: str
+    data: dict[str, Any]
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, str]:
+    """marshmallow's nested error dict -> {"data.quantity": "message"}."""
+    out: dict[str, str] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            out.update(flatten_errors(value, f"{prefix}{key}."))
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        out[prefix.rstrip(".")] = "; ".join(messages)
+    else:
+        out[prefix.rstrip(".")] = str(messages)
+    return out
+
+
+def describe(errors: dict) -> str:
+    """A one-line reason from marshmallow's error dict: ``data.quantity: Must be ...``."""
+    flat = flatten_errors(errors)
+    return ", ".join(f"{k}: {v}" for k, v in sorted(flat.items()))
+
+
+def parse(envelope: Any) -> Event:
+    """Validate an envelope (already decoded from JSON) and its data; raise ContractError."""
+    if not isinstance(envelope, dict):
+        raise ContractError("the message is not a JSON object")
+    try:
+        env = EnvelopeSchema().load(envelope)
+    except ValidationError as exc:
+        raise ContractError(describe(exc.messages), exc.messages) from None
+    try:
+        data = EVENT_SCHEMAS[env["type"]]().load(env["data"])
+    except ValidationError as exc:
+        errors = {"data": exc.messages}
+        raise ContractError(describe(errors), errors) from None
+    return Event(
+        event_id=str(env["event_id"]),
+        type=env["type"],
+        version=env["version"],
+        occurred_at=env["occurred_at"],
+        source=env["source"],
+        data=data,
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build(
+    type_: str,
+    data: dict[str, Any],
+    source: str,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Make a JSON-ready envelope for ``data`` (Python values), checked against its schema."""
+    schema = EVENT_SCHEMAS[type_]()
+    # optional fields travel absent, not null
+    dumped = schema.dump({k: v for k, v in data.items() if v is not None})
+    errors = schema.validate(dumped)
+    if errors:
+        raise ContractError(describe({"data": errors}), {"data": errors})
+    return {
+        "event_id": event_id or str(uuid.uuid4()),
+        "type": type_,
+        "version": CURRENT_VERSION,
+        "occurred_at": (occurred_at or now()).isoformat(),
+        "source": source,
+        "data": dumped,
+    }
+
+
+def derived_id(*parts: str) -> str:
+    """A stable event id for an event caused by another: redelivery re-derives the same id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "relief:" + "/".join(parts)))

@@ -1,0 +1,163 @@
+"""The HTTP gateway: JSON in and out, validated, bearer-token auth; commands go to the other
+services by RPC. POSTs are accepted as events through intake (the same path and dedupe as
+outside systems), so a POST answers 202 and its effects follow within moments."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from datetime import date, datetime
+from functools import wraps
+from typing import Any
+
+from marshmallow import ValidationError
+from nameko.rpc import RpcProxy
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
+
+from services.common import contract
+from services.common.config import settings
+from services.common.deps import Config, ReferenceProvider, RpcTimeout, call
+from services.common.store import StoreProvider
+from services.common.topology import Management
+from services.gateway import schemas
+from services.gateway.store import GatewayStore
+
+log = logging.getLogger(__name__)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def respond(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(payload, default=_default, ensure_ascii=False), status=status,
+                    mimetype="application/json", headers=headers)
+
+
+def error(status: int, message: str, fields: dict | None = None) -> Response:
+    body = {"error": message}
+    if fields:
+        body["fields"] = fields
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return respond(status, body, headers)
+
+
+def authorised(handler: Any) -> Any:
+    """Require ``Authorization: Bearer <token>`` matching the operator token."""
+
+    @wraps(handler)
+    def wrapper(self: GatewayService, request: Any, *args: Any, **kwargs: Any) -> Response:
+        expected = settings(self.config_).admin_token
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not expected or not token or not hmac.compare_digest(token, expected):
+            return error(401, "a valid bearer token is required")
+        try:
+            return handler(self, request, *args, **kwargs)
+        except RpcTimeout as exc:
+            return error(504, str(exc))
+
+    return wrapper
+
+
+class GatewayService:
+    name = "gateway"
+
+    store: GatewayStore = StoreProvider(GatewayStore, emits=False)
+    reference = ReferenceProvider()
+    config_ = Config()
+    intake = RpcProxy("intake")
+    matching = RpcProxy("matching")
+    donations = RpcProxy("donations")
+
+    # -- writes: accepted as events --------------------------------------------------------
+    @http("POST", "/api/needs")
+    @authorised
+    def post_need(self, request: Any) -> Response:
+        return self._submit(request, "need_posted", "need_id", "/api/needs/")
+
+    @http("POST", "/api/donations")
+    @authorised
+    def post_donation(self, request: Any) -> Response:
+        return self._submit(request, "donation_received", "donation_id", "/api/stock?category=")
+
+    def _submit(self, request: Any, type_: str, id_field: str, status_prefix: str) -> Response:
+        try:
+            body = json.loads(request.get_data(as_text=True) or "null")
+        except ValueError as exc:
+            return error(400, f"body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return error(400, "body must be a JSON object")
+        try:
+            data = schemas.BODIES[type_]().load(body)
+        except ValidationError as exc:
+            return error(400, "invalid request", contract.flatten_errors(exc.messages))
+        # the same id posted twice is the same event: a retried POST is harmless
+        event_id = contract.derived_id("gateway", type_, data[id_field])
+        envelope = contract.build(type_, data, source="gateway", event_id=event_id)
+        answer = call(self.intake, "submit", envelope)
+        if "error" in answer:
+            return error(400, answer["error"], answer.get("fields"))
+        status_key = data[id_field] if type_ == "need_posted" else data["category"]
+        return respond(202, {id_field: data[id_field], "event_id": answer["event_id"],
+                             "duplicate": answer["duplicate"],
+                             "status_url": f"{status_prefix}{status_key}"})
+
+    # -- reads --------------------------------------------------------------------------
+    @http("GET", "/api/needs/<string:need_id>")
+    @authorised
+    def get_need(self, request: Any, need_id: str) -> Response:
+        need = call(self.matching, "get_need", need_id)
+        if need is None:
+            return error(404, f"no need {need_id!r} (it may still be on its way)")
+        return respond(200, need)
+
+    @http("GET", "/api/stock")
+    @authorised
+    def get_stock(self, request: Any) -> Response:
+        try:
+            query = schemas.StockQuery().load(request.args.to_dict())
+        except ValidationError as exc:
+            return error(400, "invalid query", contract.flatten_errors(exc.messages))
+        lots = call(self.donations, "stock", query.get("category"))
+        return respond(200, {"lots": lots})
+
+    @http("GET", "/api/areas")
+    @authorised
+    def get_areas(self, request: Any) -> Response:
+        return respond(200, {"areas": self.reference.areas.tree()})
+
+    @http("GET", "/api/categories")
+    @authorised
+    def get_categories(self, request: Any) -> Response:
+        return respond(200, {"categories": self.reference.catalogue.as_list()})
+
+    # -- health (no auth) -----------------------------------------------------------------
+    @http("GET", "/health")
+    def health(self, request: Any) -> Response:
+        report: dict[str, Any] = {}
+        try:
+            self.store.ping()
+            report["database"] = {"reachable": True}
+        except Exception as exc:  # noqa: BLE001
+            report["database"] = {"reachable": False, "error": type(exc).__name__}
+        cfg = settings(self.config_)
+        try:
+            queues = Management(cfg.management_uri, self.config_["AMQP_URI"]).queues()
+            report["broker"] = {"reachable": True}
+            report["queues"] = {
+                q["name"]: {"consumers": q.get("consumers", 0), "messages": q.get("messages", 0)}
+                for q in queues if not q["name"].startswith(("rpc.reply", "amq."))
+            }
+            report["dead_letters"] = sum(
+                q.get("messages", 0) for q in queues
+                if q["name"].startswith("dlq.") or q["name"] == "relief.intake.dlq")
+        except Exception as exc:  # noqa: BLE001
+            report["broker"] = {"reachable": False, "error": type(exc).__name__}
+        ok = report["database"]["reachable"] and report["broker"]["reachable"]
+        report["status"] = "ok" if ok else "unavailable"
+        return respond(200 if ok else 503, report)

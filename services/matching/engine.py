@@ -1,0 +1,147 @@
+"""The matching engine: pure, no I/O. Needs and candidate lots in, allocations out.
+
+Rules (the event spine's first chain; fuller rules arrive with escalation and fairness):
+
+* the category must match and the units must measure the same thing; quantities are exact
+  integers in thousandths of the base unit (see ``services.common.units``);
+* nearest tier first: the need's own community warehouse (distance 0), its street's warehouse
+  (1), the district warehouse (2). Other communities' warehouses become eligible only once the
+  need has escalated (to its street: the same street's communities, distance 1; to the
+  district: all, distance 2);
+* within a distance, perishable lots earliest-expiry first, expired lots never; then the
+  larger lot first (fewer splits), then lot id (deterministic);
+* partial fulfilment across lots; what remains stays open;
+* needs are served by urgency, then earliest ``needed_by``, then oldest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from services.common import units
+from services.common.reference import AreaTree
+
+URGENCY_RANK = {"critical": 0, "high": 1, "normal": 2, "low": 3}
+TIER_REACH = {"community": 0, "street": 1, "district": 2}
+_FAR_FUTURE = datetime.max.replace(tzinfo=None)
+_PLACE = {0: "same community", 1: "same street", 2: "district"}
+
+
+@dataclass(frozen=True)
+class Lot:
+    lot_id: str
+    category: str
+    location_id: str
+    available: int  # milli base units
+    unit: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Need:
+    need_id: str
+    category: str
+    community_id: str
+    remaining: int  # milli base units
+    unit: str
+    urgency: str = "normal"
+    needed_by: datetime | None = None
+    posted_at: datetime | None = None
+    tier: str = "community"  # how far it has escalated
+
+
+@dataclass(frozen=True)
+class Allocation:
+    need_id: str
+    lot_id: str
+    location_id: str
+    quantity: int  # milli base units
+    tier_distance: int
+    score: dict[str, Any] = field(default_factory=dict)
+    explanation: str = ""
+
+
+def _naive(dt: datetime | None) -> datetime:
+    if dt is None:
+        return _FAR_FUTURE
+    return dt.replace(tzinfo=None) if dt.tzinfo else dt
+
+
+def tier_distance(need: Need, location_id: str, areas: AreaTree) -> int | None:
+    """Distance in tiers from the need's community to a warehouse, or None if not eligible."""
+    if location_id not in areas or need.community_id not in areas:
+        return None
+    chain = areas.chain(need.community_id)  # [community, street, district]
+    if location_id in chain:
+        return chain.index(location_id)
+    reach = TIER_REACH.get(need.tier, 0)
+    loc_chain = areas.chain(location_id)
+    same_street = len(chain) > 1 and chain[1] in loc_chain
+    if same_street and reach >= 1:
+        return 1
+    if reach >= 2:
+        return 2
+    return None
+
+
+def need_order_key(need: Need) -> tuple:
+    """Urgent first, then earliest deadline, then oldest, then id."""
+    return (URGENCY_RANK.get(need.urgency, 9), _naive(need.needed_by), _naive(need.posted_at),
+            need.need_id)
+
+
+def order_needs(needs: Iterable[Need]) -> list[Need]:
+    return sorted(needs, key=need_order_key)
+
+
+def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime) -> list[Allocation]:
+    """Allocate ``need.remaining`` from ``lots``, nearest first. Does not change the lots;
+    the caller claims each allocation atomically and updates its own view."""
+    if need.remaining <= 0:
+        return []
+    now_naive = _naive(now)
+    ranked: list[tuple[tuple, Lot, int]] = []
+    for lot in lots:
+        if lot.category != need.category or lot.available <= 0:
+            continue
+        if not units.compatible(lot.unit, need.unit):
+            continue
+        if lot.expires_at is not None and _naive(lot.expires_at) <= now_naive:
+            continue
+        distance = tier_distance(need, lot.location_id, areas)
+        if distance is None:
+            continue
+        key = (distance, _naive(lot.expires_at), -lot.available, lot.lot_id)
+        ranked.append((key, lot, distance))
+    ranked.sort(key=lambda item: item[0])
+
+    out: list[Allocation] = []
+    remaining = need.remaining
+    for _, lot, distance in ranked:
+        if remaining <= 0:
+            break
+        quantity = min(remaining, lot.available)
+        remaining -= quantity
+        score = {
+            "tier_distance": distance,
+            "urgency": need.urgency,
+            "deadline_slack_hours": (
+                round((_naive(need.needed_by) - now_naive).total_seconds() / 3600, 1)
+                if need.needed_by else None),
+            "expiry_days": (
+                round((_naive(lot.expires_at) - now_naive).total_seconds() / 86400, 1)
+                if lot.expires_at else None),
+            "fairness": None,
+        }
+        explanation = (
+            f"{units.from_milli(quantity, need.unit):g} {need.unit} from lot {lot.lot_id} at "
+            f"{lot.location_id} ({_PLACE[distance]}, tier distance {distance})"
+        )
+        if lot.expires_at:
+            explanation += f", expires {lot.expires_at:%Y-%m-%d}"
+        out.append(Allocation(need.need_id, lot.lot_id, lot.location_id, quantity, distance,
+                              score, explanation))
+    return out

@@ -1,0 +1,42 @@
+"""Matching: needs in, allocations out. Entrypoints only; the work is in ``handlers``."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from nameko.rpc import rpc
+
+from services.common.contract import Event
+from services.common.deps import ReferenceProvider
+from services.common.handler import on_event
+from services.common.store import StoreProvider
+from services.matching import handlers
+from services.matching.store import MatchingStore
+
+
+class MatchingService:
+    name = "matching"
+
+    store: MatchingStore = StoreProvider(MatchingStore)
+    reference = ReferenceProvider()
+
+    @on_event("intake", "need_posted")
+    def on_need_posted(self, event: Event) -> None:
+        self.store.atomically(
+            lambda tx: handlers.post_need(self.store, tx, self.reference, event.data,
+                                          event.occurred_at),
+            event=event, consumer="on_need_posted")
+
+    @on_event("donations", "donation_received")
+    def on_donation_received(self, event: Event) -> None:
+        self.store.atomically(
+            partial(self._add_lot, event.data), event=event, consumer="on_donation_received")
+
+    def _add_lot(self, data: dict[str, Any], tx: Any) -> int:
+        return handlers.add_lot(self.store, tx, self.reference, data)
+
+    @rpc
+    def get_need(self, need_id: str) -> dict[str, Any] | None:
+        doc = self.store.get_need(need_id)
+        return handlers.need_view(doc) if doc else None

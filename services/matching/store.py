@@ -1,0 +1,80 @@
+"""Matching's storage: needs (with their assignments) and its own view of supply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING
+
+from services.common.handler import Retry
+from services.common.store import BaseStore, Tx
+from services.matching import engine
+
+
+class LotChanged(Retry):
+    """A lot no longer holds what the snapshot said: rerun the allocation."""
+
+
+class MatchingStore(BaseStore):
+    collections = {
+        "needs": [[("open_category", ASCENDING)]],
+        # candidates are selected by equality on (category, location_id)
+        "supply": [[("category", ASCENDING), ("location_id", ASCENDING)]],
+    }
+
+    # -- needs ---------------------------------------------------------------------------
+    def get_need(self, need_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        return self.db.needs.find_one({"_id": need_id}, session=tx.session if tx else None)
+
+    def insert_need(self, tx: Tx, need: dict[str, Any]) -> None:
+        self.db.needs.insert_one(need, session=tx.session)
+
+    def open_needs(self, tx: Tx, category: str) -> list[dict[str, Any]]:
+        # ``open_category`` is set only while a need is open: a selective equality.
+        return list(self.db.needs.find({"open_category": category}, session=tx.session))
+
+    def record_allocations(self, tx: Tx, need_id: str, fulfilled: int, status: str,
+                           assignments: list[dict[str, Any]]) -> None:
+        update: dict[str, Any] = {
+            "$set": {"fulfilled_milli": fulfilled, "status": status},
+            "$push": {"assignments": {"$each": assignments}},
+        }
+        if status == "fulfilled":
+            update["$unset"] = {"open_category": ""}
+        self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
+
+    # -- supply view ---------------------------------------------------------------------
+    def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> bool:
+        if self.db.supply.find_one({"_id": lot["_id"]}, {"_id": 1}, session=tx.session):
+            return False
+        self.db.supply.insert_one(lot, session=tx.session)
+        return True
+
+    def lots_at(self, tx: Tx, category: str, locations: list[str]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for location in locations:
+            out.extend(self.db.supply.find({"category": category, "location_id": location},
+                                           session=tx.session))
+        return out
+
+    def claim(self, tx: Tx, lot_id: str, quantity: int) -> None:
+        """Take ``quantity`` from a lot, never below zero (a conditional atomic update)."""
+        result = self.db.supply.update_one(
+            {"_id": lot_id, "available": {"$gte": quantity}},
+            {"$inc": {"available": -quantity}},
+            session=tx.session,
+        )
+        if result.modified_count != 1:
+            raise LotChanged(f"lot {lot_id} has less than {quantity} available")
+
+
+def as_engine_lot(doc: dict[str, Any]) -> engine.Lot:
+    return engine.Lot(doc["_id"], doc["category"], doc["location_id"], doc["available"],
+                      doc["unit"], doc.get("expires_at"))
+
+
+def as_engine_need(doc: dict[str, Any]) -> engine.Need:
+    return engine.Need(doc["_id"], doc["category"], doc["community_id"],
+                       doc["quantity_milli"] - doc["fulfilled_milli"], doc["unit"],
+                       doc["urgency"], doc.get("needed_by"), doc.get("posted_at"),
+                       doc.get("tier", "community"))
