@@ -41,9 +41,9 @@ class Settings:
 def settings(config: dict[str, Any]) -> Settings:
     """The ``RELIEF`` section of a nameko config, typed, with defaults filled in."""
     section = dict(config.get("RELIEF") or {})
-    known = {f.name: f for f in fields(Settings) if f.name != "extra"}
+    known = [f.name for f in fields(Settings) if f.name != "extra"]
     values: dict[str, Any] = {}
-    for name, f in known.items():
+    for name in known:
         if name in section and section[name] not in (None, ""):
             raw = section.pop(name)
             kind = type(DEFAULTS[name])

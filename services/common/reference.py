@@ -97,8 +97,9 @@ class Catalogue:
         for c in categories:
             if c["unit"] not in units.KNOWN_UNITS:
                 raise ReferenceError(f"category {c['id']}: unknown unit {c['unit']!r}")
-            self.categories[c["id"]] = Category(c["id"], c["kind"], c["unit"], c.get("name", c["id"]),
-                                                c.get("name_en", c["id"]), bool(c.get("perishable")))
+            self.categories[c["id"]] = Category(
+                c["id"], c["kind"], c["unit"], c.get("name", c["id"]), c.get("name_en", c["id"]),
+                bool(c.get("perishable")))
 
     def __contains__(self, category_id: str) -> bool:
         return category_id in self.categories

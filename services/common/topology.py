@@ -68,13 +68,12 @@ def service_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def consumer_specs(names: list[str] | None = None) -> list[QueueSpec]:
-    """Every queue a consumer of these services (default: all) reads, from their code."""
+def consumer_specs(classes: list[type] | None = None) -> list[QueueSpec]:
+    """Every queue a consumer of these service classes (default: all) reads, from their code."""
     from services.common.handler import ReliableConsumer
 
     specs: dict[str, QueueSpec] = {}
-    for name in names or list(SERVICES):
-        cls = service_class(name)
+    for cls in classes or [service_class(name) for name in SERVICES]:
         for method_name in dir(cls):
             method = getattr(cls, method_name, None)
             for ep in getattr(method, "nameko_entrypoints", ()):
@@ -194,12 +193,12 @@ class Management:
                 time.sleep(1)
 
 
-def deploy(config: dict[str, Any]) -> list[QueueSpec]:
+def deploy(config: dict[str, Any], classes: list[type] | None = None) -> list[QueueSpec]:
     """Declare the whole topology and apply the policies. Safe to run again at any time."""
     from services.common.config import settings
 
     cfg = settings(config)
-    specs = consumer_specs()
+    specs = consumer_specs(classes)
     mgmt = Management(cfg.management_uri, config["AMQP_URI"])
     mgmt.wait_ready()
     # Policies first: queues declared after them are dead-lettering from their first message.

@@ -68,7 +68,8 @@ def allocate(store: DonationsStore, tx: Tx, data: dict[str, Any]) -> None:
     })
     tx.emit("stock_changed", {
         "lot_id": lot["_id"], "category": lot["category"], "location_id": lot["location_id"],
-        "delta": -data["lot_quantity"], "available": units.from_milli(lot["available"], lot["unit"]),
+        "delta": -data["lot_quantity"],
+        "available": units.from_milli(lot["available"], lot["unit"]),
         "unit": lot["unit"], "reason": "allocated", "assignment_id": data["assignment_id"],
     }, event_id=contract.derived_id("stock_changed", data["assignment_id"]))
 

@@ -1,0 +1,153 @@
+"""Helpers shared by the integration and end-to-end tests (real broker, real database)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pika
+import requests
+from pymongo import MongoClient
+
+from deploy.local import Broker, Database
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def eventually(check, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2,
+               what: str = "condition"):
+    """Poll ``check`` until it returns a truthy value; return that value."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except AssertionError as exc:
+            last_exc = exc
+        time.sleep(interval)
+    if last_exc:
+        raise last_exc
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def envelope(type_: str, data: dict[str, Any], event_id: str | None = None,
+             source: str = "test-system") -> dict[str, Any]:
+    return {"event_id": event_id or str(uuid.uuid4()), "type": type_, "version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(), "source": source, "data": data}
+
+
+@dataclass
+class Infra:
+    broker: Broker
+    database: Database
+    base: Path
+
+    def new_space(self, name: str) -> Space:
+        """A fresh vhost and database prefix: an isolated system."""
+        vhost = f"{name}-{uuid.uuid4().hex[:6]}"
+        mgmt = self.broker.management_uri.replace("guest:guest@", "")
+        auth = ("guest", "guest")
+        requests.put(f"{mgmt}/api/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
+        requests.put(f"{mgmt}/api/permissions/{vhost}/guest", auth=auth, timeout=10,
+                     json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        return Space(self, vhost, f"t{uuid.uuid4().hex[:6]}_")
+
+
+@dataclass
+class Space:
+    infra: Infra
+    vhost: str
+    db_prefix: str
+
+    @property
+    def amqp_uri(self) -> str:
+        return self.infra.broker.amqp_uri_for(self.vhost)
+
+    @property
+    def mongo_uri(self) -> str:
+        return self.infra.database.uri
+
+    @property
+    def management_uri(self) -> str:
+        return self.infra.broker.management_uri
+
+    def config(self, **relief: Any) -> dict[str, Any]:
+        """A nameko config for services in this space."""
+        section = {"db_prefix": self.db_prefix, "management_uri": self.management_uri,
+                   "reference_dir": str(Path(__file__).resolve().parent.parent / "deploy" /
+                                        "reference"),
+                   "retry_backoff_seconds": 0.1, "outbox_sweep_seconds": 0.5,
+                   "outbox_grace_seconds": 1.0}
+        section.update(relief)
+        return {"AMQP_URI": self.amqp_uri, "MONGO_URI": self.mongo_uri, "serializer": "json",
+                "max_workers": 10, "RELIEF": section}
+
+    def db(self, service: str):
+        client = MongoClient(self.mongo_uri, tz_aware=True)
+        return client[f"{self.db_prefix}{service}"]
+
+    # -- broker helpers ------------------------------------------------------------------
+    def channel(self):
+        conn = pika.BlockingConnection(pika.URLParameters(self.amqp_uri))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        return conn, ch
+
+    def publish(self, exchange: str, routing_key: str, body: Any,
+                content_type: str = "application/json") -> None:
+        conn, ch = self.channel()
+        try:
+            raw = body if isinstance(body, bytes | str) else json.dumps(body)
+            ch.basic_publish(exchange, routing_key, raw, pika.BasicProperties(
+                content_type=content_type, delivery_mode=2))
+        finally:
+            conn.close()
+
+    def intake(self, type_: str, data: dict[str, Any], event_id: str | None = None) -> str:
+        env = envelope(type_, data, event_id)
+        self.publish("relief.intake", type_, env)
+        return env["event_id"]
+
+    def get_messages(self, queue: str, limit: int = 100) -> list[tuple[dict, bytes]]:
+        """Read (and requeue) up to ``limit`` messages: (headers, body)."""
+        conn, ch = self.channel()
+        out: list[tuple[dict, bytes]] = []
+        tags = []
+        try:
+            for _ in range(limit):
+                method, props, body = ch.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                tags.append(method.delivery_tag)
+                out.append((props.headers or {}, body))
+            for tag in tags:
+                ch.basic_nack(tag, requeue=True)
+        finally:
+            conn.close()
+        return out
+
+    def queue_depth(self, queue: str) -> int:
+        conn, ch = self.channel()
+        try:
+            return ch.queue_declare(queue, passive=True).method.message_count
+        finally:
+            conn.close()
+
+    def bind_probe(self, exchange: str, routing_key: str) -> str:
+        """A queue that records what is published to ``exchange`` with ``routing_key``."""
+        conn, ch = self.channel()
+        try:
+            name = f"probe-{uuid.uuid4().hex[:8]}"
+            ch.exchange_declare(exchange, "topic", durable=True, passive=False)
+            ch.queue_declare(name, durable=True)
+            ch.queue_bind(name, exchange, routing_key)
+            return name
+        finally:
+            conn.close()

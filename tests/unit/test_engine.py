@@ -1,0 +1,91 @@
+from datetime import UTC, datetime, timedelta
+
+from services.common import reference, units
+from services.matching import engine
+
+AREAS = reference.load("deploy/reference").areas
+NOW = datetime(2026, 2, 10, 9, tzinfo=UTC)
+C = "QY-S01-C01"
+
+
+def lot(lot_id, location, qty, unit="piece", category="masks", expires=None):
+    return engine.Lot(lot_id, category, location, units.to_milli(qty, unit), unit, expires)
+
+
+def need(qty, unit="piece", category="masks", community=C, tier="community", **kw):
+    return engine.Need("N", category, community, units.to_milli(qty, unit), unit, tier=tier,
+                       **kw)
+
+
+def taken(allocations, unit="piece"):
+    return [(a.lot_id, units.from_milli(a.quantity, unit)) for a in allocations]
+
+
+def test_nearest_tier_first_community_then_street_then_district():
+    lots = [lot("district", "QY", 100), lot("street", "QY-S01", 100), lot("own", C, 30)]
+    out = engine.allocate(need(150), lots, AREAS, NOW)
+    assert taken(out) == [("own", 30), ("street", 100), ("district", 20)]
+    assert [a.tier_distance for a in out] == [0, 1, 2]
+    assert "same community" in out[0].explanation
+
+
+def test_partial_fulfilment_leaves_the_rest_open():
+    out = engine.allocate(need(100), [lot("own", C, 40)], AREAS, NOW)
+    assert taken(out) == [("own", 40)]
+
+
+def test_never_more_than_asked():
+    out = engine.allocate(need(10), [lot("own", C, 40), lot("street", "QY-S01", 40)], AREAS, NOW)
+    assert taken(out) == [("own", 10)]
+
+
+def test_other_communities_only_after_escalation():
+    neighbour = lot("neighbour", "QY-S01-C02", 50)
+    other_street = lot("far", "QY-S02-C01", 50)
+    assert engine.allocate(need(20), [neighbour, other_street], AREAS, NOW) == []
+    street = engine.allocate(need(20, tier="street"), [neighbour, other_street], AREAS, NOW)
+    assert taken(street) == [("neighbour", 20)]
+    district = engine.allocate(need(80, tier="district"), [neighbour, other_street], AREAS, NOW)
+    assert taken(district) == [("neighbour", 50), ("far", 30)]
+
+
+def test_units_convert_jin_from_tonnes():
+    out = engine.allocate(need(200, unit="jin", category="vegetables"),
+                          [lot("veg", C, 1, unit="t", category="vegetables")], AREAS, NOW)
+    assert taken(out, unit="jin") == [("veg", 200)]
+    assert taken(out, unit="kg") == [("veg", 100)]
+
+
+def test_incompatible_units_and_other_categories_are_ignored():
+    lots = [lot("boxes", C, 10, unit="box"), lot("gloves", C, 10, category="gloves")]
+    assert engine.allocate(need(5), lots, AREAS, NOW) == []
+
+
+def test_perishables_earliest_expiry_first_and_expired_never():
+    soon = lot("soon", C, 10, unit="kg", category="vegetables", expires=NOW + timedelta(days=1))
+    later = lot("later", C, 10, unit="kg", category="vegetables", expires=NOW + timedelta(days=5))
+    gone = lot("gone", C, 10, unit="kg", category="vegetables", expires=NOW - timedelta(hours=1))
+    out = engine.allocate(need(15, unit="kg", category="vegetables"), [later, gone, soon],
+                          AREAS, NOW)
+    assert taken(out, unit="kg") == [("soon", 10), ("later", 5)]
+    assert out[0].score["expiry_days"] == 1.0
+
+
+def test_needs_are_served_by_urgency_then_deadline_then_age():
+    def n(i, urgency, needed_by=None, posted=0):
+        return engine.Need(i, "masks", C, 1000, "piece", urgency, needed_by,
+                           NOW + timedelta(minutes=posted))
+
+    needs = [n("low", "low"), n("late", "high", NOW + timedelta(days=2)),
+             n("soon", "high", NOW + timedelta(hours=2)), n("crit", "critical", posted=5),
+             n("old", "normal", posted=-10), n("new", "normal", posted=10)]
+    assert [x.need_id for x in engine.order_needs(needs)] == [
+        "crit", "soon", "late", "old", "new", "low"]
+
+
+def test_score_breakdown_is_complete():
+    out = engine.allocate(need(5, needed_by=NOW + timedelta(hours=6)), [lot("own", C, 10)],
+                          AREAS, NOW)
+    assert set(out[0].score) == {"tier_distance", "urgency", "deadline_slack_hours",
+                                 "expiry_days", "fairness"}
+    assert out[0].score["deadline_slack_hours"] == 6.0
