@@ -6,7 +6,7 @@ see each other's messages or documents.
 
 import warnings
 
-warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # noqa: E402 - must precede every other import (nameko, pymongo)
@@ -40,4 +40,5 @@ def infra():
     finally:
         database.stop()
         broker.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if not os.environ.get("RELIEF_KEEP_TEST_DATA"):
+            shutil.rmtree(base, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pymongo import MongoClient
 
 from deploy.local import Broker, Database
 
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = float(os.environ.get("RELIEF_TEST_TIMEOUT", "30"))
 
 
 def eventually(check, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2,
@@ -32,6 +33,7 @@ def eventually(check, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2,
         except AssertionError as exc:
             last_exc = exc
         time.sleep(interval)
+    time.sleep(float(os.environ.get("RELIEF_TEST_PAUSE_ON_FAILURE", "0")))  # to look around
     if last_exc:
         raise last_exc
     raise AssertionError(f"{what} not reached within {timeout}s")
@@ -151,3 +153,76 @@ class Space:
             return name
         finally:
             conn.close()
+
+
+class System:
+    """Every service as its own process (``nameko run``), in one space, as operators run it."""
+
+    TOKEN = "test-operator-token"
+
+    def __init__(self, space: Space, log_dir: Path):
+        from deploy.local import Services, free_port, service_env
+
+        self.space = space
+        self.gateway_port = free_port()
+        env = service_env(space.amqp_uri, space.mongo_uri, space.management_uri, self.TOKEN,
+                          self.gateway_port, db_prefix=space.db_prefix)
+        env.update({"RELIEF_RETRY_BACKOFF": "0.2", "RELIEF_OUTBOX_SWEEP": "0.5",
+                    "RELIEF_OUTBOX_GRACE": "1", "LOG_LEVEL": "INFO"})
+        self.env = env
+        self.services = Services(env, log_dir)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self, names: list[str] | None = None) -> None:
+        from deploy.local import deploy_topology
+        from services.common.topology import SERVICES
+
+        deploy_topology(self.env)
+        names = names or list(SERVICES)
+        self.services.start_all(names)
+        self.wait_consumers(names)
+
+    def wait_consumers(self, names: list[str], timeout: float = 60) -> None:
+        """Until every queue of these services has a consumer (and the gateway answers)."""
+        from services.common.topology import consumer_specs, service_class
+
+        wanted = {s.name for s in consumer_specs([service_class(n) for n in names])}
+
+        def ready() -> bool:
+            exited = self.services.exited()
+            assert not exited, f"services exited: {exited}"
+            mgmt = self.space.management_uri.replace("guest:guest@", "")
+            queues = requests.get(f"{mgmt}/api/queues/{self.space.vhost}",
+                                  auth=("guest", "guest"), timeout=5).json()
+            consuming = {q["name"] for q in queues if q.get("consumers", 0) > 0}
+            if not wanted <= consuming:
+                return False
+            if "gateway" in names:
+                try:
+                    return requests.get(f"{self.url}/health", timeout=2).status_code == 200
+                except requests.ConnectionError:
+                    return False
+            return True
+
+        eventually(ready, timeout=timeout, interval=0.5, what="all consumers")
+
+    def stop(self) -> None:
+        self.services.stop_all()
+
+    # -- the public API ------------------------------------------------------------------
+    def api(self, method: str, path: str, token: str | None = TOKEN, **kw: Any):
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=15, **kw)
+
+    def need(self, need_id: str) -> dict[str, Any] | None:
+        response = self.api("GET", f"/api/needs/{need_id}")
+        return response.json() if response.status_code == 200 else None
+
+    def lots(self, category: str) -> dict[str, dict[str, Any]]:
+        lots = self.api("GET", f"/api/stock?category={category}").json()["lots"]
+        return {lot["lot_id"]: lot for lot in lots}

@@ -187,7 +187,8 @@ class ReliableConsumer(Entrypoint):
         else:
             kind = ("invalid" if isinstance(exc, contract.ContractError)
                     else "transient" if is_transient(exc) else "error")
-            self.dead_letter(message, f"{type(exc).__name__}: {exc}", kind=kind,
+            reason = exc.reason if kind == "invalid" else f"{type(exc).__name__}: {exc}"
+            self.dead_letter(message, reason, kind=kind,
                              attempts=attempt, event=event)
         return result, exc_info
 

@@ -12,7 +12,9 @@ import logging
 import re
 from datetime import UTC, datetime
 
-_PHONE = re.compile(r"(?<!\d)(\+?\d[\d \-]{6,18}\d)(?!\d)")
+# mobile numbers (optionally +86) and landlines with an area code; not dates, not hex ids
+_PHONE = re.compile(
+    r"(?<![\w.+])((?:\+?86[ \-]?)?1[3-9]\d(?:[ \-]?\d){8}|0\d{2,3}-\d{7,8})(?![\w.])")
 FIELDS = ("service", "event_id", "event_type", "need_id", "lot_id", "queue", "assignment_id")
 
 

@@ -246,8 +246,10 @@ class StoreProvider(DependencyProvider):
     def _sweep_forever(self) -> None:
         assert self.store is not None and self.store.relay is not None
         interval = self.store.cfg.outbox_sweep_seconds
-        while self._running:
+        while True:
             eventlet.sleep(interval)
+            if not self._running:
+                return
             try:
                 sent = self.store.relay.sweep()
                 if sent:

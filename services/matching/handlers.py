@@ -36,6 +36,7 @@ def post_need(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]
     """Record a posted need and try to fill it. Returns the need, or None if it existed."""
     if data["community_id"] not in ref.areas:
         raise UnknownReference(f"unknown community_id {data['community_id']!r}")
+    store.serialise(tx, data["category"])
     if store.get_need(data["need_id"], tx) is not None:
         return None  # the same need posted again under a new event id: keep the first
     doc = {
@@ -79,6 +80,7 @@ def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) 
         "expires_at": data.get("expires_at"),
         "programme": data.get("programme"),
     }
+    store.serialise(tx, data["category"])
     if not store.insert_lot(tx, doc):
         return 0
     needs = store.open_needs(tx, data["category"])

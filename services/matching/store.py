@@ -20,7 +20,16 @@ class MatchingStore(BaseStore):
         "needs": [[("open_category", ASCENDING)]],
         # candidates are selected by equality on (category, location_id)
         "supply": [[("category", ASCENDING), ("location_id", ASCENDING)]],
+        "category_clock": [],
     }
+
+    def serialise(self, tx: Tx, category: str) -> None:
+        """Make transactions that match the same category conflict, so one retries after the
+        other commits. Without it, a need posted while a lot arrives is write skew: each
+        transaction misses the other's insert and both commit, leaving the need open beside
+        stock it could use."""
+        self.db.category_clock.update_one({"_id": category}, {"$inc": {"seq": 1}}, upsert=True,
+                                          session=tx.session)
 
     # -- needs ---------------------------------------------------------------------------
     def get_need(self, need_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
