@@ -4,11 +4,7 @@ outside systems), so a POST answers 202 and its effects follow within moments.""
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-from datetime import date, datetime
-from functools import wraps
 from typing import Any
 
 from marshmallow import ValidationError
@@ -18,53 +14,18 @@ from werkzeug.wrappers import Response
 
 from services.common import contract
 from services.common.config import settings
-from services.common.deps import Config, ReferenceProvider, RpcTimeout, call
+from services.common.deps import Config, ReferenceProvider, call
 from services.common.store import StoreProvider
 from services.common.topology import Management
 from services.gateway import schemas
+from services.gateway.http import authorised, error, json_body, respond
+from services.gateway.status import StatusRoutes, queue_rows
 from services.gateway.store import GatewayStore
 
 log = logging.getLogger(__name__)
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def respond(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload, default=_default, ensure_ascii=False), status=status,
-                    mimetype="application/json", headers=headers)
-
-
-def error(status: int, message: str, fields: dict | None = None) -> Response:
-    body = {"error": message}
-    if fields:
-        body["fields"] = fields
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return respond(status, body, headers)
-
-
-def authorised(handler: Any) -> Any:
-    """Require ``Authorization: Bearer <token>`` matching the operator token."""
-
-    @wraps(handler)
-    def wrapper(self: GatewayService, request: Any, *args: Any, **kwargs: Any) -> Response:
-        expected = settings(self.config_).admin_token
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not expected or not token or not hmac.compare_digest(token, expected):
-            return error(401, "a valid bearer token is required")
-        try:
-            return handler(self, request, *args, **kwargs)
-        except RpcTimeout as exc:
-            return error(504, str(exc))
-
-    return wrapper
-
-
-class GatewayService:
+class GatewayService(StatusRoutes):
     name = "gateway"
 
     store: GatewayStore = StoreProvider(GatewayStore, emits=False)
@@ -86,12 +47,9 @@ class GatewayService:
         return self._submit(request, "donation_received", "donation_id", "/api/stock?category=")
 
     def _submit(self, request: Any, type_: str, id_field: str, status_prefix: str) -> Response:
-        try:
-            body = json.loads(request.get_data(as_text=True) or "null")
-        except ValueError as exc:
-            return error(400, f"body is not valid JSON: {exc}")
-        if not isinstance(body, dict):
-            return error(400, "body must be a JSON object")
+        body, problem = json_body(request)
+        if problem:
+            return problem
         try:
             data = schemas.BODIES[type_]().load(body)
         except ValidationError as exc:
@@ -149,13 +107,10 @@ class GatewayService:
         try:
             queues = Management(cfg.management_uri, self.config_["AMQP_URI"]).queues()
             report["broker"] = {"reachable": True}
-            report["queues"] = {
-                q["name"]: {"consumers": q.get("consumers", 0), "messages": q.get("messages", 0)}
-                for q in queues if not q["name"].startswith(("rpc.reply", "amq."))
-            }
-            report["dead_letters"] = sum(
-                q.get("messages", 0) for q in queues
-                if q["name"].startswith("dlq.") or q["name"] == "relief.intake.dlq")
+            rows = queue_rows(queues)
+            report["queues"] = {r["name"]: {"consumers": r["consumers"], "messages": r["messages"]}
+                                for r in rows}
+            report["dead_letters"] = sum(r["messages"] for r in rows if r["dead_letter_queue"])
         except Exception as exc:  # noqa: BLE001
             report["broker"] = {"reachable": False, "error": type(exc).__name__}
         ok = report["database"]["reachable"] and report["broker"]["reachable"]

@@ -7,11 +7,12 @@ from typing import Any
 
 from nameko.rpc import rpc
 
+from services.common import contract
 from services.common.contract import Event
 from services.common.deps import ReferenceProvider
 from services.common.handler import on_event
 from services.common.store import StoreProvider
-from services.matching import handlers
+from services.matching import handlers, overview
 from services.matching.store import MatchingStore
 
 
@@ -40,3 +41,7 @@ class MatchingService:
     def get_need(self, need_id: str) -> dict[str, Any] | None:
         doc = self.store.get_need(need_id)
         return handlers.need_view(doc) if doc else None
+
+    @rpc
+    def needs_overview(self) -> dict[str, Any]:
+        return overview.needs_overview(self.store, self.reference, contract.now())

@@ -52,6 +52,22 @@ class MatchingStore(BaseStore):
             update["$unset"] = {"open_category": ""}
         self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
 
+    def open_need_docs(self) -> list[dict[str, Any]]:
+        """Every open or partial need (a scan: for status pages, not for the hot path)."""
+        return list(self.db.needs.find({"open_category": {"$exists": True}},
+                                       {"assignments": 0}))
+
+    def recent_assignments(self, since: Any) -> list[dict[str, Any]]:
+        """Assignments made since ``since`` (a scan: for status pages)."""
+        out = []
+        for doc in self.db.needs.find({}, {"assignments.made_at": 1,
+                                           "assignments.quantity": 1}):
+            out.extend(a for a in doc.get("assignments", []) if a["made_at"] >= since)
+        return out
+
+    def supply_docs(self) -> list[dict[str, Any]]:
+        return list(self.db.supply.find({}, {"category": 1, "available": 1, "unit": 1}))
+
     # -- supply view ---------------------------------------------------------------------
     def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> bool:
         if self.db.supply.find_one({"_id": lot["_id"]}, {"_id": 1}, session=tx.session):

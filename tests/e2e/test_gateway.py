@@ -67,3 +67,19 @@ def test_posting_through_http_runs_the_same_chain(system):
     lots = eventually(lambda: (ls := system.lots("thermometers"))[lot_id]["available"] == 7
                       and ls)
     assert lots[lot_id]["allocated"] == 3
+
+
+def test_status_shows_queues_and_the_oldest_open_need_per_tier(system):
+    need_id = f"N-{uuid.uuid4().hex[:6]}"
+    r = system.api("POST", "/api/needs", json={**NEED, "need_id": need_id,
+                                               "category": "protective_suits", "quantity": 2})
+    assert r.status_code == 202
+    eventually(lambda: system.need(need_id))
+    status = system.api("GET", "/api/status").json()
+    names = {q["name"]: q for q in status["queues"]}
+    assert names["relief.intake.dlq"]["dead_letter_queue"] is True
+    assert names["evt-intake-need_posted--matching.on_need_posted"]["consumers"] >= 1
+    oldest = status["needs"]["oldest_open"]["community"]
+    assert oldest is not None and oldest["age_seconds"] >= 0
+    assert status["needs"]["open_needs"]["community"]["critical"] >= 1
+    assert system.api("GET", "/api/status", token=None).status_code == 401
