@@ -25,6 +25,7 @@ NEED_KINDS = ("goods", "service")
 DONOR_KINDS = ("company", "social_organisation", "social_enterprise", "government", "person")
 VALUE_METHODS = ("declared", "market", "donor_stated")
 TIERS = ("community", "street", "district")
+OFFER_OUTCOMES = ("accepted", "declined", "lapsed", "withdrawn")
 STOCK_REASONS = ("received", "allocated", "released", "written_off", "transferred")
 
 # Event types that outside systems may publish to the ``relief.intake`` exchange.
@@ -209,6 +210,36 @@ class HoursApproved(DataSchema):
     programme = fields.String()
 
 
+class OfferMade(DataSchema):
+    """A service need offered to a volunteer, who accepts or declines before it lapses."""
+
+    offer_id = _id(required=True)
+    need_id = _id(required=True)
+    volunteer_id = _id(required=True)
+    community_id = _id(required=True)
+    category = _id(required=True)
+    quantity = _positive(required=True)
+    unit = _unit(required=True)
+    expires_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    urgency = fields.String(validate=validate.OneOf(URGENCIES))
+
+
+class OfferAnswered(DataSchema):
+    """An offer accepted by its volunteer, or released (declined, lapsed or withdrawn)."""
+
+    offer_id = _id(required=True)
+    need_id = _id(required=True)
+    volunteer_id = _id(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(OFFER_OUTCOMES))
+
+
+class StatusReportMissing(DataSchema):
+    """A member organisation's periodic status report did not arrive in time."""
+
+    organisation_id = _id(required=True)
+    due_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+
+
 class NotificationOutcome(DataSchema):
     notification_id = _id(required=True)
     channel = _id(required=True)
@@ -229,6 +260,10 @@ EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
     "stock_changed": StockChanged,
     "volunteer_availability_changed": VolunteerAvailabilityChanged,
     "hours_approved": HoursApproved,
+    "offer_made": OfferMade,
+    "offer_accepted": OfferAnswered,
+    "offer_released": OfferAnswered,
+    "status_report_missing": StatusReportMissing,
     "notification_sent": NotificationOutcome,
     "notification_failed": NotificationOutcome,
 }
@@ -237,8 +272,10 @@ EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
 PRODUCERS: dict[str, tuple[str, ...]] = {
     "intake": INTAKE_TYPES,
     "donations": ("donation_received", "stock_changed"),
-    "volunteers": ("volunteer_registered", "volunteer_availability_changed", "hours_approved"),
-    "matching": ("assignment_made", "need_fulfilled", "need_escalated", "need_expired"),
+    "volunteers": ("volunteer_registered", "volunteer_availability_changed", "hours_approved",
+                   "status_report_missing"),
+    "matching": ("assignment_made", "need_fulfilled", "need_escalated", "need_expired",
+                 "offer_made", "offer_accepted", "offer_released"),
     "notifications": ("notification_sent", "notification_failed"),
 }
 
