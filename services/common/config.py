@@ -20,6 +20,14 @@ DEFAULTS: dict[str, Any] = {
     "admin_token": "",
     "management_uri": "http://guest:guest@127.0.0.1:15672",
     "db_prefix": "relief_",
+    # matching: a need still open this long (by urgency) escalates one tier
+    "escalate_critical_seconds": 15 * 60.0,
+    "escalate_high_seconds": 3600.0,
+    "escalate_normal_seconds": 6 * 3600.0,
+    "escalate_low_seconds": 24 * 3600.0,
+    "timer_seconds": 5.0,  # how often matching looks for needs to escalate or expire
+    "offer_lease_seconds": 2 * 3600.0,  # an unanswered offer to a volunteer lapses
+    "health_check_valid_hours": 24.0,
 }
 
 
@@ -35,7 +43,18 @@ class Settings:
     admin_token: str = DEFAULTS["admin_token"]
     management_uri: str = DEFAULTS["management_uri"]
     db_prefix: str = DEFAULTS["db_prefix"]
+    escalate_critical_seconds: float = DEFAULTS["escalate_critical_seconds"]
+    escalate_high_seconds: float = DEFAULTS["escalate_high_seconds"]
+    escalate_normal_seconds: float = DEFAULTS["escalate_normal_seconds"]
+    escalate_low_seconds: float = DEFAULTS["escalate_low_seconds"]
+    timer_seconds: float = DEFAULTS["timer_seconds"]
+    offer_lease_seconds: float = DEFAULTS["offer_lease_seconds"]
+    health_check_valid_hours: float = DEFAULTS["health_check_valid_hours"]
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+    def escalation_timeout(self, urgency: str) -> float:
+        return float(getattr(self, f"escalate_{urgency}_seconds"))
 
 
 def settings(config: dict[str, Any]) -> Settings:

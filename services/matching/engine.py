@@ -11,7 +11,14 @@ Rules (the event spine's first chain; fuller rules arrive with escalation and fa
 * within a distance, perishable lots earliest-expiry first, expired lots never; then the
   larger lot first (fewer splits), then lot id (deterministic);
 * partial fulfilment across lots; what remains stays open;
-* needs are served by urgency, then earliest ``needed_by``, then oldest.
+* needs are served by urgency, then earliest ``needed_by``, then oldest;
+* **fairness** for scarce categories (:func:`fair_caps`): when the open demand of a batch of
+  needs exceeds the supply they can reach, each community may take at most its share of
+  that supply, proportional to the quantity it still asks weighted by the beneficiaries
+  (weight = remaining quantity x beneficiaries, 1 when not given). A community asking less
+  than its share gets what it asks, and the rest is shared again among the others ("water
+  filling"). Discrete units (pieces, boxes...) are shared in whole units by largest
+  remainder. Within its share a community's needs are served in the order above.
 """
 
 from __future__ import annotations
@@ -97,10 +104,52 @@ def order_needs(needs: Iterable[Need]) -> list[Need]:
     return sorted(needs, key=need_order_key)
 
 
-def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime) -> list[Allocation]:
+DISCRETE = {"count", "pair", "box", "policy", "card", "visit", "session"}
+
+
+def fair_caps(demand: dict[str, int], weight: dict[str, float], supply: int,
+              grain: int = 1) -> dict[str, int] | None:
+    """Each community's cap on a scarce supply (milli units), or None if supply suffices.
+
+    ``demand`` and ``weight`` are per community; ``grain`` is the indivisible amount (1000
+    milli = one piece for discrete units)."""
+    total = sum(demand.values())
+    if total <= supply or len(demand) < 2:
+        return None
+    caps: dict[str, int] = {}
+    active = {c for c, d in demand.items() if d > 0}
+    left = supply
+    while active:
+        wsum = sum(max(weight.get(c, 0.0), 1e-9) for c in active)
+        share = {c: left * max(weight.get(c, 0.0), 1e-9) / wsum for c in active}
+        satisfied = {c for c in active if demand[c] <= share[c]}
+        if not satisfied:
+            break
+        for c in satisfied:
+            caps[c] = demand[c]
+            left -= demand[c]
+        active -= satisfied
+    if active:
+        # largest remainder, in whole grains
+        units_left = left // grain
+        wsum = sum(max(weight.get(c, 0.0), 1e-9) for c in active)
+        exact = {c: units_left * max(weight.get(c, 0.0), 1e-9) / wsum for c in active}
+        whole = {c: int(exact[c]) for c in active}
+        spare = units_left - sum(whole.values())
+        for c in sorted(active, key=lambda c: (whole[c] - exact[c], c))[:spare]:
+            whole[c] += 1
+        for c in active:
+            caps[c] = whole[c] * grain
+    return caps
+
+
+def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
+             cap: int | None = None, share: int | None = None) -> list[Allocation]:
     """Allocate ``need.remaining`` from ``lots``, nearest first. Does not change the lots;
-    the caller claims each allocation atomically and updates its own view."""
-    if need.remaining <= 0:
+    the caller claims each allocation atomically and updates its own view. ``cap`` limits
+    what this need may take (its community's remaining fair share, ``share`` in all)."""
+    wanted = need.remaining if cap is None else min(need.remaining, cap)
+    if wanted <= 0:
         return []
     now_naive = _naive(now)
     ranked: list[tuple[tuple, Lot, int]] = []
@@ -119,7 +168,7 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime) ->
     ranked.sort(key=lambda item: item[0])
 
     out: list[Allocation] = []
-    remaining = need.remaining
+    remaining = wanted
     for _, lot, distance in ranked:
         if remaining <= 0:
             break
@@ -134,7 +183,10 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime) ->
             "expiry_days": (
                 round((_naive(lot.expires_at) - now_naive).total_seconds() / 86400, 1)
                 if lot.expires_at else None),
-            "fairness": None,
+            "fairness": None if cap is None else {
+                "scarce": True,
+                "community_share": units.from_milli(share if share is not None else cap,
+                                                    need.unit)},
         }
         explanation = (
             f"{units.from_milli(quantity, need.unit):g} {need.unit} from lot {lot.lot_id} at "
@@ -142,6 +194,10 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime) ->
         )
         if lot.expires_at:
             explanation += f", expires {lot.expires_at:%Y-%m-%d}"
+        if cap is not None:
+            explanation += (f"; scarce: community share "
+                            f"{units.from_milli(share if share is not None else cap, need.unit):g}"
+                            f" {need.unit}")
         out.append(Allocation(need.need_id, lot.lot_id, lot.location_id, quantity, distance,
                               score, explanation))
     return out

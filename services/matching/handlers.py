@@ -5,10 +5,11 @@ Load through the store, decide with the pure engine, claim stock atomically, rec
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.common import contract, units
+from services.common.config import Settings
 from services.common.reference import Reference
 from services.common.store import Tx
 from services.matching import engine
@@ -31,8 +32,11 @@ def candidate_locations(need: engine.Need, ref: Reference) -> list[str]:
     return chain
 
 
+NEXT_TIER = {"community": "street", "street": "district"}
+
+
 def post_need(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any],
-              posted_at: datetime) -> dict[str, Any] | None:
+              posted_at: datetime, cfg: Settings) -> dict[str, Any] | None:
     """Record a posted need and try to fill it. Returns the need, or None if it existed."""
     if data["community_id"] not in ref.areas:
         raise UnknownReference(f"unknown community_id {data['community_id']!r}")
@@ -61,7 +65,11 @@ def post_need(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]
         "assignments": [],
     }
     store.insert_need(tx, doc)
-    fill(store, tx, ref, [doc], lots_by_id=None)
+    store.index_open(tx, doc["_id"], doc["category"], "community",
+                     posted_at + timedelta(seconds=cfg.escalation_timeout(doc["urgency"])),
+                     doc["needed_by"])
+    # the new need joins the category's open needs, so a scarce category is shared fairly
+    fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
     return doc
 
 
@@ -89,27 +97,60 @@ def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) 
 
 def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str, Any]],
          lots_by_id: dict[str, dict[str, Any]] | None) -> int:
-    """Allocate to each need in priority order from the lots it may use; claim, record, emit."""
+    """Allocate to each goods need in priority order from the lots it may use; claim, record,
+    emit. Scarce categories are shared by :func:`engine.fair_caps`."""
     now = contract.now()
     lots_by_id = {} if lots_by_id is None else lots_by_id
-    loaded: set[tuple[str, str]] = set()
     docs = {d["_id"]: d for d in need_docs}
-    made = 0
-    for need in engine.order_needs(as_engine_need(d) for d in need_docs):
-        if need.remaining <= 0:
-            continue
+    needs = [n for n in engine.order_needs(as_engine_need(d) for d in need_docs)
+             if n.remaining > 0 and docs[n.need_id].get("kind", "goods") == "goods"]
+    loaded: set[tuple[str, str]] = set()
+    for need in needs:
         wanted = [loc for loc in candidate_locations(need, ref)
                   if (need.category, loc) not in loaded]
         for lot in store.lots_at(tx, need.category, wanted):
             lots_by_id.setdefault(lot["_id"], lot)
         loaded.update((need.category, loc) for loc in wanted)
-        pool = [as_engine_lot(lot) for lot in lots_by_id.values()
-                if lot["category"] == need.category]
-        allocations = engine.allocate(need, pool, ref.areas, now)
-        if allocations:
-            made += len(allocations)
-            _record(store, tx, docs[need.need_id], allocations, lots_by_id)
+
+    made = 0
+    for category in sorted({n.category for n in needs}):
+        group = [n for n in needs if n.category == category]
+        caps = _fair_caps(group, docs, lots_by_id, ref, now)
+        taken: dict[str, int] = {}
+        for need in group:
+            cap = share = None
+            if caps is not None:
+                share = caps.get(need.community_id, 0)
+                cap = share - taken.get(need.community_id, 0)
+            pool = [as_engine_lot(lot) for lot in lots_by_id.values()
+                    if lot["category"] == category]
+            allocations = engine.allocate(need, pool, ref.areas, now, cap=cap, share=share)
+            if allocations:
+                made += len(allocations)
+                taken[need.community_id] = taken.get(need.community_id, 0) + sum(
+                    a.quantity for a in allocations)
+                _record(store, tx, docs[need.need_id], allocations, lots_by_id)
     return made
+
+
+def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
+               lots_by_id: dict[str, dict[str, Any]], ref: Reference,
+               now: datetime) -> dict[str, int] | None:
+    """Per-community caps when the group asks for more than the lots it can reach hold."""
+    reachable = {
+        lot["_id"]: lot["available"] for lot in lots_by_id.values()
+        if lot["category"] == group[0].category and lot["available"] > 0
+        and any(engine.allocate(n, [as_engine_lot(lot)], ref.areas, now, cap=1) for n in group)
+    }
+    demand: dict[str, int] = {}
+    weight: dict[str, float] = {}
+    for need in group:
+        demand[need.community_id] = demand.get(need.community_id, 0) + need.remaining
+        beneficiaries = docs[need.need_id].get("beneficiaries") or 1
+        weight[need.community_id] = weight.get(need.community_id, 0.0) + (
+            need.remaining * beneficiaries)
+    grain = units.MILLI if units.dimension(group[0].unit) in engine.DISCRETE else 1
+    return engine.fair_caps(demand, weight, sum(reachable.values()), grain)
 
 
 def _record(store: MatchingStore, tx: Tx, need_doc: dict[str, Any],
@@ -192,4 +233,63 @@ def need_view(doc: dict[str, Any]) -> dict[str, Any]:
         "beneficiaries": doc.get("beneficiaries"),
         "programme": doc.get("programme"),
         "assignments": doc.get("assignments", []),
+        "escalations": doc.get("escalations", []),
     }
+
+
+def escalate(store: MatchingStore, tx: Tx, ref: Reference, need_id: str, cfg: Settings,
+             now: datetime) -> str | None:
+    """Escalate an open need one tier (community -> street -> district), tell that tier's
+    coordinators (``need_escalated``) and try again with the stock it can now reach."""
+    doc = store.get_need(need_id, tx)
+    if doc is None or doc.get("open_category") is None or doc.get("tier") not in NEXT_TIER:
+        return None
+    store.serialise(tx, doc["category"])
+    from_tier = doc.get("tier", "community")
+    to_tier = NEXT_TIER[from_tier]
+    next_at = now + timedelta(seconds=cfg.escalation_timeout(doc["urgency"]))
+    if not store.escalate(tx, need_id, from_tier, to_tier, next_at):
+        return None
+    chain = ref.areas.chain(doc["community_id"])
+    area_id = chain[1] if to_tier == "street" else chain[-1]
+    remaining = units.from_milli(doc["quantity_milli"] - doc["fulfilled_milli"], doc["unit"])
+    tx.emit("need_escalated", {
+        "need_id": need_id, "community_id": doc["community_id"], "category": doc["category"],
+        "urgency": doc["urgency"], "from_tier": from_tier, "to_tier": to_tier,
+        "area_id": area_id, "remaining": remaining, "unit": doc["unit"],
+    }, event_id=contract.derived_id("need_escalated", need_id, to_tier))
+    if doc.get("kind", "goods") == "goods":
+        fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
+    return to_tier
+
+
+def expire(store: MatchingStore, tx: Tx, need_id: str) -> bool:
+    """A need past its ``needed_by`` closes as expired; what it received stays given."""
+    doc = store.get_need(need_id, tx)
+    if doc is None or doc.get("open_category") is None:
+        return False
+    store.serialise(tx, doc["category"])
+    if not store.close(tx, need_id, "expired"):
+        return False
+    tx.emit("need_expired", {
+        "need_id": need_id, "community_id": doc["community_id"], "category": doc["category"],
+        "unfulfilled_quantity": units.from_milli(doc["quantity_milli"] - doc["fulfilled_milli"],
+                                                 doc["unit"]),
+        "unit": doc["unit"],
+    }, event_id=contract.derived_id("need_expired", need_id))
+    return True
+
+
+def due(index: list[dict[str, Any]], now: datetime) -> tuple[list[str], list[str]]:
+    """From the open-needs index: (needs to expire, needs to escalate), most urgent first."""
+    expire_ids, escalate_ids = [], []
+    for entry in index:
+        if entry.get("needed_by") and _aware(entry["needed_by"], now) <= now:
+            expire_ids.append(entry["_id"])
+        elif entry.get("tier") in NEXT_TIER and _aware(entry["escalate_at"], now) <= now:
+            escalate_ids.append(entry["_id"])
+    return expire_ids, escalate_ids
+
+
+def _aware(dt: datetime, now: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=now.tzinfo)

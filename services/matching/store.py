@@ -6,6 +6,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 
+from services.common.contract import now as contract_now
 from services.common.handler import Retry
 from services.common.store import BaseStore, Tx
 from services.matching import engine
@@ -21,6 +22,8 @@ class MatchingStore(BaseStore):
         # candidates are selected by equality on (category, location_id)
         "supply": [[("category", ASCENDING), ("location_id", ASCENDING)]],
         "category_clock": [],
+        # only the open needs, small: what the escalation timer scans
+        "open_index": [],
     }
 
     def serialise(self, tx: Tx, category: str) -> None:
@@ -50,7 +53,40 @@ class MatchingStore(BaseStore):
         }
         if status == "fulfilled":
             update["$unset"] = {"open_category": ""}
+            self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
         self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
+
+    def index_open(self, tx: Tx, need_id: str, category: str, tier: str, escalate_at: Any,
+                   needed_by: Any) -> None:
+        self.db.open_index.replace_one(
+            {"_id": need_id},
+            {"category": category, "tier": tier, "escalate_at": escalate_at,
+             "needed_by": needed_by}, upsert=True, session=tx.session)
+
+    def open_index(self) -> list[dict[str, Any]]:
+        return list(self.db.open_index.find({}))
+
+    def escalate(self, tx: Tx, need_id: str, from_tier: str, to_tier: str,
+                 escalate_at: Any) -> bool:
+        """Move an open need one tier up, once (a conditional update on its current tier)."""
+        result = self.db.needs.update_one(
+            {"_id": need_id, "tier": from_tier, "open_category": {"$exists": True}},
+            {"$set": {"tier": to_tier}, "$push": {"escalations": {
+                "from_tier": from_tier, "to_tier": to_tier, "at": contract_now()}}},
+            session=tx.session)
+        if result.modified_count != 1:
+            return False
+        self.db.open_index.update_one({"_id": need_id}, {"$set": {
+            "tier": to_tier, "escalate_at": escalate_at}}, session=tx.session)
+        return True
+
+    def close(self, tx: Tx, need_id: str, status: str) -> bool:
+        """Close an open need (expired); False if it was no longer open."""
+        result = self.db.needs.update_one(
+            {"_id": need_id, "open_category": {"$exists": True}},
+            {"$set": {"status": status}, "$unset": {"open_category": ""}}, session=tx.session)
+        self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
+        return result.modified_count == 1
 
     def open_need_docs(self) -> list[dict[str, Any]]:
         """Every open or partial need (a scan: for status pages, not for the hot path)."""

@@ -89,3 +89,33 @@ def test_score_breakdown_is_complete():
     assert set(out[0].score) == {"tier_distance", "urgency", "deadline_slack_hours",
                                  "expiry_days", "fairness"}
     assert out[0].score["deadline_slack_hours"] == 6.0
+
+
+def test_fair_caps_are_none_when_supply_suffices():
+    assert engine.fair_caps({"A": 10, "B": 10}, {"A": 10, "B": 10}, 20) is None
+
+
+def test_fair_caps_share_by_weight_and_refill_what_small_askers_leave():
+    caps = engine.fair_caps({"A": 100_000, "B": 50_000, "C": 10_000},
+                            {"A": 100, "B": 50, "C": 10}, 90_000, grain=1000)
+    # C asks 10, more than its share (5.6): all three are capped; the spare piece goes to
+    # the largest remainder (C)
+    assert caps == {"A": 56_000, "B": 28_000, "C": 6_000}
+    assert sum(caps.values()) == 90_000
+
+
+def test_fair_caps_give_small_askers_all_they_ask():
+    caps = engine.fair_caps({"A": 100_000, "B": 5_000}, {"A": 1, "B": 1}, 60_000, grain=1000)
+    assert caps == {"A": 55_000, "B": 5_000}
+
+
+def test_beneficiaries_weigh_in():
+    caps = engine.fair_caps({"A": 50_000, "B": 50_000}, {"A": 50, "B": 150}, 40_000, grain=1000)
+    assert caps == {"A": 10_000, "B": 30_000}
+
+
+def test_a_capped_need_takes_no_more_than_its_share():
+    out = engine.allocate(need(100), [lot("d", "QY", 100)], AREAS, NOW, cap=units.to_milli(
+        30, "piece"), share=units.to_milli(30, "piece"))
+    assert taken(out) == [("d", 30)]
+    assert out[0].score["fairness"] == {"scarce": True, "community_share": 30}

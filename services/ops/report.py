@@ -1,0 +1,232 @@
+"""The on-call status report: queues and open needs, checked against thresholds.
+
+Pure (no I/O): ``relief-ops status`` and the gateway's dashboard both build their report
+here from the same inputs (the broker's queue rows and matching's needs overview), so the
+command line, ``--json`` and the dashboard always agree on figures and on what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from services.common.reference import TIER_ORDER
+from services.common.topology import INTAKE_DLQ, INTAKE_QUEUE, SERVICES, UNROUTABLE_QUEUE
+
+DEFAULT_MAX_DEPTH = 1000
+DEFAULT_MAX_DEAD_LETTERS = 0
+# a need nobody could serve for a day is worth waking someone for; tune per tier with flags
+DEFAULT_MAX_AGE_SECONDS = 24 * 3600.0
+
+_RPC_QUEUES = {f"rpc-{name}" for name in SERVICES}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
+    max_age: Mapping[str, float] = field(
+        default_factory=lambda: {tier: DEFAULT_MAX_AGE_SECONDS for tier in TIER_ORDER})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"max_depth": self.max_depth, "max_dead_letters": self.max_dead_letters,
+                "max_age_seconds": dict(self.max_age)}
+
+    @classmethod
+    def from_options(cls, max_depth: Any = None, max_dead_letters: Any = None,
+                     max_age: Iterable[str] | str | None = None) -> Thresholds:
+        """From command-line or query-string values (strings); ``ValueError`` names the bad
+        one."""
+        return cls(
+            max_depth=_non_negative_int("max-depth", max_depth, DEFAULT_MAX_DEPTH),
+            max_dead_letters=_non_negative_int("max-dead-letters", max_dead_letters,
+                                               DEFAULT_MAX_DEAD_LETTERS),
+            max_age=parse_max_age(max_age),
+        )
+
+
+def _non_negative_int(name: str, value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name}: must not be negative")
+    return number
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``4h``, ``2d`` -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (e.g. 3600, 45m, 4h, 2d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_max_age(values: Iterable[str] | str | None) -> dict[str, float]:
+    """``4h`` sets every tier; ``community=2h,district=2d`` sets some. Later values win."""
+    out = {tier: DEFAULT_MAX_AGE_SECONDS for tier in TIER_ORDER}
+    if values is None:
+        return out
+    if isinstance(values, str):
+        values = [values]
+    for value in values:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            tier, sep, amount = part.partition("=")
+            if not sep:
+                seconds = parse_duration(part)
+                out = dict.fromkeys(out, seconds)
+                continue
+            tier = tier.strip()
+            if tier not in out:
+                raise ValueError(f"max-age: unknown tier {tier!r} "
+                                 f"(tiers: {', '.join(TIER_ORDER)})")
+            out[tier] = parse_duration(amount)
+    return out
+
+
+# -- queues ------------------------------------------------------------------------------
+def is_dead_letter_queue(name: str) -> bool:
+    return name.startswith("dlq.") or name == INTAKE_DLQ
+
+
+def origin_of(dlq: str) -> str | None:
+    """The queue whose dead letters ``dlq`` holds, from the naming rule."""
+    if dlq == INTAKE_DLQ:
+        return INTAKE_QUEUE
+    if dlq.startswith("dlq."):
+        return dlq[len("dlq."):]
+    return None
+
+
+def dlq_of(queue: str) -> str:
+    return INTAKE_DLQ if queue == INTAKE_QUEUE else f"dlq.{queue}"
+
+
+def resolve_dlq(name: str) -> str:
+    """Accept either a dead-letter queue or the queue it serves."""
+    return name if is_dead_letter_queue(name) else dlq_of(name)
+
+
+@lru_cache(maxsize=1)
+def consumer_queues() -> tuple[str, ...]:
+    """Every queue the code consumes from (each must have a consumer while the system runs)."""
+    from services.common.topology import consumer_specs
+
+    return tuple(spec.name for spec in consumer_specs())
+
+
+def format_age(seconds: float | None) -> str:
+    """``7530`` -> ``2h 05m``: ages as people read them."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _problem(check: str, subject: str, message: str) -> dict[str, str]:
+    return {"check": check, "subject": subject, "message": message}
+
+
+def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | None, *,
+                 thresholds: Thresholds | None = None,
+                 required: Iterable[str] | None = None,
+                 errors: Mapping[str, str] | None = None,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """The report both the command line and the dashboard show.
+
+    ``queues``: rows as ``services.gateway.status.queue_rows`` makes them (None when the
+    broker could not be read); ``needs``: matching's ``needs_overview`` (None when it could
+    not be read); ``required``: queues that must have consumers (default: from the code);
+    ``errors``: source -> why it could not be read."""
+    thresholds = thresholds or Thresholds()
+    required_set = set(consumer_queues() if required is None else required)
+    problems: list[dict[str, str]] = []
+    for source, reason in (errors or {}).items():
+        problems.append(_problem("source", source, f"{source}: {reason}"))
+
+    rows: list[dict[str, Any]] | None = None
+    if queues is not None:
+        by_name = {q["name"]: q for q in queues}
+        rows = []
+        for q in sorted(queues, key=lambda r: r["name"]):
+            row = dict(q)
+            name = row["name"]
+            if is_dead_letter_queue(name):
+                row["dead_letter_queue"] = True
+                row["origin"] = origin_of(name)
+            else:
+                row["dead_letter_queue"] = False
+                dlq = by_name.get(dlq_of(name))
+                row["dlq"] = dlq["name"] if dlq else None
+                row["dead_letters"] = dlq.get("messages", 0) if dlq else 0
+                row["consumers_required"] = name in required_set or name in _RPC_QUEUES
+            rows.append(row)
+        problems.extend(_queue_problems(rows, required_set, thresholds))
+
+    oldest: dict[str, Any] = {}
+    if needs is not None:
+        oldest = needs.get("oldest_open") or {}
+        for tier in TIER_ORDER:
+            need = oldest.get(tier)
+            limit = thresholds.max_age.get(tier)
+            if need and limit is not None and need.get("age_seconds", 0) > limit:
+                problems.append(_problem(
+                    "age", tier,
+                    f"oldest open {tier} need {need.get('need_id')} is "
+                    f"{format_age(need.get('age_seconds'))} old (limit {format_age(limit)})"))
+
+    return {
+        "checked_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "ok": not problems,
+        "problems": problems,
+        "thresholds": thresholds.as_dict(),
+        "queues": rows,
+        "dead_letters": (sum(r["messages"] for r in rows if r["dead_letter_queue"])
+                         if rows is not None else None),
+        "needs": needs,
+    }
+
+
+def _queue_problems(rows: list[dict[str, Any]], required: set[str],
+                    thresholds: Thresholds) -> list[dict[str, str]]:
+    problems: list[dict[str, str]] = []
+    present = {r["name"] for r in rows}
+    for name in sorted(required - present):
+        problems.append(_problem("missing", name,
+                                 f"{name}: queue does not exist (run relief-deploy)"))
+    for row in rows:
+        name = row["name"]
+        if row["dead_letter_queue"]:
+            if row["messages"] > thresholds.max_dead_letters:
+                problems.append(_problem(
+                    "dead_letters", name,
+                    f"{name}: {row['messages']} dead letter(s) from {row['origin']} "
+                    f"(relief-ops dlq list {name})"))
+            continue
+        if row.get("consumers_required") and row["consumers"] == 0:
+            problems.append(_problem("consumers", name, f"{name}: no consumers"))
+        # the unroutable tap is diagnostic and capped by policy; its depth is not a backlog
+        if name != UNROUTABLE_QUEUE and row["messages"] > thresholds.max_depth:
+            problems.append(_problem(
+                "depth", name, f"{name}: depth {row['messages']} over {thresholds.max_depth}"))
+    return problems
