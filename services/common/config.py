@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "outbox_grace_seconds": 3.0,  # an event younger than this is left to its writer
     "reference_dir": "deploy/reference",
     "admin_token": "",
+    "link_secret": "",  # signs volunteers' accept/decline links (the admin token if empty)
     "management_uri": "http://guest:guest@127.0.0.1:15672",
     "db_prefix": "relief_",
     # matching: a need still open this long (by urgency) escalates one tier
@@ -41,6 +42,7 @@ class Settings:
     outbox_grace_seconds: float = DEFAULTS["outbox_grace_seconds"]
     reference_dir: str = DEFAULTS["reference_dir"]
     admin_token: str = DEFAULTS["admin_token"]
+    link_secret: str = DEFAULTS["link_secret"]
     management_uri: str = DEFAULTS["management_uri"]
     db_prefix: str = DEFAULTS["db_prefix"]
     escalate_critical_seconds: float = DEFAULTS["escalate_critical_seconds"]
@@ -52,6 +54,10 @@ class Settings:
     health_check_valid_hours: float = DEFAULTS["health_check_valid_hours"]
     extra: dict[str, Any] = field(default_factory=dict)
 
+
+    @property
+    def links_secret(self) -> str:
+        return self.link_secret or self.admin_token
 
     def escalation_timeout(self, urgency: str) -> float:
         return float(getattr(self, f"escalate_{urgency}_seconds"))

@@ -196,9 +196,12 @@ class StockChanged(DataSchema):
 
 
 class VolunteerAvailabilityChanged(DataSchema):
+    """A volunteer may (or may no longer) be dispatched: a health check, or availability."""
+
     volunteer_id = _id(required=True)
     available = fields.Boolean(required=True)
     reason = fields.String()
+    checked_at = fields.AwareDateTime(default_timezone=UTC)  # the health check behind it
 
 
 class HoursApproved(DataSchema):

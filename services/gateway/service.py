@@ -12,13 +12,13 @@ from nameko.rpc import RpcProxy
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from services.common import contract
+from services.common import contract, links
 from services.common.config import settings
-from services.common.deps import Config, ReferenceProvider, call
+from services.common.deps import Config, ReferenceProvider, RpcTimeout, call
 from services.common.store import StoreProvider
 from services.common.topology import Management
 from services.gateway import schemas
-from services.gateway.http import authorised, error, json_body, respond
+from services.gateway.http import authorised, error, json_body, respond, token_ok
 from services.gateway.status import StatusRoutes, queue_rows
 from services.gateway.store import GatewayStore
 
@@ -93,6 +93,25 @@ class GatewayService(StatusRoutes):
     @authorised
     def get_categories(self, request: Any) -> Response:
         return respond(200, {"categories": self.reference.catalogue.as_list()})
+
+    # -- a volunteer's answer to an offer ---------------------------------------------------
+    @http("POST", "/api/offers/<string:offer_id>/<string:answer>")
+    def answer_offer(self, request: Any, offer_id: str, answer: str) -> Response:
+        """Accept or decline an offer: with the operator token, or with the signed link the
+        volunteer received (``?sig=``)."""
+        if answer not in ("accept", "decline"):
+            return error(404, "answer must be accept or decline")
+        signed = links.verify(offer_id, request.args.get("sig", ""),
+                              settings(self.config_).links_secret)
+        if not signed and not token_ok(self.config_, request):
+            return error(401, "a valid bearer token or link signature is required")
+        try:
+            need = call(self.matching, "answer_offer", offer_id, answer == "accept")
+        except RpcTimeout as exc:
+            return error(504, str(exc))
+        if need is None:
+            return error(409, f"offer {offer_id!r} is not open (answered, lapsed or unknown)")
+        return respond(200, need)
 
     # -- health (no auth) -----------------------------------------------------------------
     @http("GET", "/health")

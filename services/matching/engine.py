@@ -201,3 +201,70 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
         out.append(Allocation(need.need_id, lot.lot_id, lot.location_id, quantity, distance,
                               score, explanation))
     return out
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    volunteer_id: str
+    home_community_id: str
+    skills: frozenset[str]
+    weekly_hours_cap: float | None = None
+    hours_this_week: float = 0.0
+    checked_at: datetime | None = None
+    check_passing: bool = False
+
+
+@dataclass(frozen=True)
+class Offer:
+    need_id: str
+    volunteer_id: str
+    hours: float
+    tier_distance: int
+    score: dict[str, Any] = field(default_factory=dict)
+    explanation: str = ""
+
+
+def service_hours(quantity: float, unit: str) -> float:
+    """Hours a service need takes from a volunteer's weekly cap (a visit or session: 1 h)."""
+    return quantity if unit == "hour" else float(quantity)
+
+
+def choose_volunteer(need: Need, quantity: float, volunteers: Iterable[Volunteer],
+                     areas: AreaTree, now: datetime, exclude: frozenset[str] = frozenset(),
+                     check_valid_hours: float = 24.0) -> Offer | None:
+    """The volunteer to offer a service need to, or None.
+
+    Eligible: has the skill (the need's category), a passing health check (no fever, not in
+    quarantine) within ``check_valid_hours``, room under the weekly hours cap, lives within the
+    need's reach (own community; the street or the district once escalated), and was not
+    offered this need before. Nearest first, then the least loaded this week (spreading the
+    work), then id."""
+    hours = service_hours(quantity, need.unit)
+    now_naive = _naive(now)
+    best: tuple[tuple, Volunteer, int] | None = None
+    for v in volunteers:
+        if v.volunteer_id in exclude or need.category not in v.skills:
+            continue
+        if not v.check_passing or v.checked_at is None:
+            continue
+        age_hours = (now_naive - _naive(v.checked_at)).total_seconds() / 3600
+        if age_hours > check_valid_hours or age_hours < -1:
+            continue
+        if v.weekly_hours_cap is not None and v.hours_this_week + hours > v.weekly_hours_cap:
+            continue
+        distance = tier_distance(need, v.home_community_id, areas)
+        if distance is None:
+            continue
+        key = (distance, v.hours_this_week, v.volunteer_id)
+        if best is None or key < best[0]:
+            best = (key, v, distance)
+    if best is None:
+        return None
+    _, v, distance = best
+    score = {"tier_distance": distance, "urgency": need.urgency,
+             "hours_this_week": v.hours_this_week, "weekly_hours_cap": v.weekly_hours_cap,
+             "health_check_age_hours": round(
+                 (now_naive - _naive(v.checked_at)).total_seconds() / 3600, 1)}
+    explanation = (f"offered to volunteer {v.volunteer_id} ({_PLACE[distance]}, "
+                   f"{v.hours_this_week:g} h this week, health check passed)")
+    return Offer(need.need_id, v.volunteer_id, hours, distance, score, explanation)

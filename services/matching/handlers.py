@@ -68,8 +68,11 @@ def post_need(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]
     store.index_open(tx, doc["_id"], doc["category"], "community",
                      posted_at + timedelta(seconds=cfg.escalation_timeout(doc["urgency"])),
                      doc["needed_by"])
-    # the new need joins the category's open needs, so a scarce category is shared fairly
-    fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
+    if doc["kind"] == "service":
+        offer_next(store, tx, ref, doc, cfg, posted_at)
+    else:
+        # the new need joins the category's open needs, so a scarce category is shared fairly
+        fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
     return doc
 
 
@@ -234,6 +237,8 @@ def need_view(doc: dict[str, Any]) -> dict[str, Any]:
         "programme": doc.get("programme"),
         "assignments": doc.get("assignments", []),
         "escalations": doc.get("escalations", []),
+        "offer": doc.get("offer"),
+        "offered_to": doc.get("offered_to", []),
     }
 
 
@@ -260,6 +265,8 @@ def escalate(store: MatchingStore, tx: Tx, ref: Reference, need_id: str, cfg: Se
     }, event_id=contract.derived_id("need_escalated", need_id, to_tier))
     if doc.get("kind", "goods") == "goods":
         fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
+    elif doc.get("status") == "open":
+        offer_next(store, tx, ref, {**doc, "tier": to_tier}, cfg, now)
     return to_tier
 
 
@@ -280,16 +287,129 @@ def expire(store: MatchingStore, tx: Tx, need_id: str) -> bool:
     return True
 
 
-def due(index: list[dict[str, Any]], now: datetime) -> tuple[list[str], list[str]]:
-    """From the open-needs index: (needs to expire, needs to escalate), most urgent first."""
-    expire_ids, escalate_ids = [], []
+def due(index: list[dict[str, Any]], now: datetime
+        ) -> tuple[list[str], list[str], list[str]]:
+    """From the open-needs index: (needs to expire, needs to escalate, offers that lapsed)."""
+    expire_ids, escalate_ids, lapsed = [], [], []
     for entry in index:
         if entry.get("needed_by") and _aware(entry["needed_by"], now) <= now:
             expire_ids.append(entry["_id"])
-        elif entry.get("tier") in NEXT_TIER and _aware(entry["escalate_at"], now) <= now:
+            continue
+        if entry.get("offer_expires_at") and _aware(entry["offer_expires_at"], now) <= now:
+            lapsed.append(entry["_id"])
+        if entry.get("tier") in NEXT_TIER and _aware(entry["escalate_at"], now) <= now:
             escalate_ids.append(entry["_id"])
-    return expire_ids, escalate_ids
+    return expire_ids, escalate_ids, lapsed
 
 
 def _aware(dt: datetime, now: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=now.tzinfo)
+
+
+# -- service needs: offers to volunteers ---------------------------------------------------
+
+def week_of(now: datetime) -> str:
+    year, week, _ = now.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def as_volunteer(doc: dict[str, Any], week: str) -> engine.Volunteer:
+    return engine.Volunteer(doc["_id"], doc.get("home_community_id", ""),
+                            frozenset(doc.get("skills", [])), doc.get("weekly_hours_cap"),
+                            float((doc.get("load") or {}).get(week, 0.0)),
+                            doc.get("checked_at"), bool(doc.get("check_passing")))
+
+
+def offer_next(store: MatchingStore, tx: Tx, ref: Reference, doc: dict[str, Any],
+               cfg: Settings, now: datetime) -> bool:
+    """Offer an open service need to the best eligible volunteer (never one offered it
+    before); book the hours against their weekly cap. False when nobody is eligible: the need
+    stays open until a volunteer becomes available or it escalates."""
+    week = week_of(now)
+    need = as_engine_need(doc)
+    volunteers = [as_volunteer(v, week) for v in store.volunteers_with_skill(tx, doc["category"])]
+    offer = engine.choose_volunteer(
+        need, doc["quantity"], volunteers, ref.areas, now,
+        exclude=frozenset(doc.get("offered_to", [])),
+        check_valid_hours=cfg.health_check_valid_hours)
+    if offer is None:
+        return False
+    chosen = next(v for v in volunteers if v.volunteer_id == offer.volunteer_id)
+    store.take_hours(tx, offer.volunteer_id, week, offer.hours, chosen.weekly_hours_cap)
+    offer_id = f"{doc['_id']}~{len(doc.get('offered_to', [])) + 1}"
+    expires_at = now + timedelta(seconds=cfg.offer_lease_seconds)
+    record = {"offer_id": offer_id, "volunteer_id": offer.volunteer_id, "hours": offer.hours,
+              "week": week, "made_at": now, "expires_at": expires_at,
+              "tier_distance": offer.tier_distance, "score": offer.score,
+              "explanation": offer.explanation}
+    store.set_offer(tx, doc["_id"], record, "offered", offered_to=offer.volunteer_id)
+    doc.update(offer=record, status="offered",
+               offered_to=[*doc.get("offered_to", []), offer.volunteer_id])
+    tx.emit("offer_made", {
+        "offer_id": offer_id, "need_id": doc["_id"], "volunteer_id": offer.volunteer_id,
+        "community_id": doc["community_id"], "category": doc["category"],
+        "quantity": doc["quantity"], "unit": doc["unit"], "expires_at": expires_at,
+        "urgency": doc["urgency"],
+    }, event_id=contract.derived_id("offer_made", offer_id))
+    return True
+
+
+class OfferNotOpen(LookupError):
+    """The offer does not exist, or was already answered, lapsed or withdrawn."""
+
+
+def answer_offer(store: MatchingStore, tx: Tx, ref: Reference, offer_id: str, accept: bool,
+                 cfg: Settings, now: datetime, outcome: str = "declined") -> dict[str, Any]:
+    """A volunteer accepts (the need is served) or declines (the next volunteer is offered
+    it); an unanswered offer lapses the same way (``outcome="lapsed"``)."""
+    need_id = offer_id.rsplit("~", 1)[0]
+    doc = store.get_need(need_id, tx)
+    offer = (doc or {}).get("offer")
+    if not doc or not offer or offer["offer_id"] != offer_id or doc["status"] != "offered":
+        raise OfferNotOpen(offer_id)
+    store.serialise(tx, doc["category"])
+    volunteer_id = offer["volunteer_id"]
+    if accept:
+        assignment = {"assignment_id": f"{need_id}#{len(doc.get('assignments', [])) + 1}",
+                      "volunteer_id": volunteer_id, "offer_id": offer_id,
+                      "quantity": doc["quantity"], "unit": doc["unit"], "hours": offer["hours"],
+                      "tier_distance": offer["tier_distance"], "score": offer["score"],
+                      "explanation": offer["explanation"].replace("offered to", "served by"),
+                      "made_at": now}
+        if not store.fulfil_service(tx, need_id, offer_id, doc["quantity_milli"], assignment):
+            raise OfferNotOpen(offer_id)
+        tx.emit("offer_accepted", {"offer_id": offer_id, "need_id": need_id,
+                                   "volunteer_id": volunteer_id, "outcome": "accepted"},
+                event_id=contract.derived_id("offer_accepted", offer_id))
+        tx.emit("need_fulfilled", {"need_id": need_id, "community_id": doc["community_id"],
+                                   "category": doc["category"], "quantity": doc["quantity"],
+                                   "unit": doc["unit"]},
+                event_id=contract.derived_id("need_fulfilled", need_id))
+    else:
+        store.give_back_hours(tx, volunteer_id, offer["week"], offer["hours"])
+        store.set_offer(tx, need_id, None, "open")
+        doc.update(offer=None, status="open")
+        tx.emit("offer_released", {"offer_id": offer_id, "need_id": need_id,
+                                   "volunteer_id": volunteer_id, "outcome": outcome},
+                event_id=contract.derived_id("offer_released", offer_id))
+        offer_next(store, tx, ref, doc, cfg, now)
+    return need_view(store.get_need(need_id, tx))
+
+
+def volunteer_changed(store: MatchingStore, tx: Tx, ref: Reference, volunteer_id: str,
+                      values: dict[str, Any], cfg: Settings, now: datetime) -> int:
+    """Update matching's view of a volunteer; if they can serve, offer them the open service
+    needs of their skills, most urgent first. Returns the number of offers made."""
+    current = store.get_volunteer(tx, volunteer_id) or {}
+    skills = values.get("skills", current.get("skills", []))
+    for skill in sorted(skills):
+        store.serialise(tx, skill)
+    store.upsert_volunteer(tx, volunteer_id, values)
+    made = 0
+    for skill in sorted(skills):
+        waiting = [d for d in store.open_needs(tx, skill)
+                   if d.get("kind") == "service" and d.get("status") == "open"]
+        for need in engine.order_needs(as_engine_need(d) for d in waiting):
+            doc = next(d for d in waiting if d["_id"] == need.need_id)
+            made += offer_next(store, tx, ref, doc, cfg, now)
+    return made

@@ -24,6 +24,8 @@ class MatchingStore(BaseStore):
         "category_clock": [],
         # only the open needs, small: what the escalation timer scans
         "open_index": [],
+        # matching's view of volunteers, fed by the volunteers service's events
+        "volunteers": [[("skills", ASCENDING)]],
     }
 
     def serialise(self, tx: Tx, category: str) -> None:
@@ -103,6 +105,53 @@ class MatchingStore(BaseStore):
 
     def supply_docs(self) -> list[dict[str, Any]]:
         return list(self.db.supply.find({}, {"category": 1, "available": 1, "unit": 1}))
+
+    # -- volunteers view ------------------------------------------------------------------
+    def upsert_volunteer(self, tx: Tx, volunteer_id: str, values: dict[str, Any]) -> None:
+        self.db.volunteers.update_one({"_id": volunteer_id}, {"$set": values}, upsert=True,
+                                      session=tx.session)
+
+    def get_volunteer(self, tx: Tx, volunteer_id: str) -> dict[str, Any] | None:
+        return self.db.volunteers.find_one({"_id": volunteer_id}, session=tx.session)
+
+    def volunteers_with_skill(self, tx: Tx, skill: str) -> list[dict[str, Any]]:
+        return list(self.db.volunteers.find({"skills": skill}, session=tx.session))
+
+    def take_hours(self, tx: Tx, volunteer_id: str, week: str, hours: float,
+                   cap: float | None) -> None:
+        """Book hours against a volunteer's weekly cap, never past it (conditional update)."""
+        query: dict[str, Any] = {"_id": volunteer_id}
+        if cap is not None:
+            query[f"load.{week}"] = {"$not": {"$gt": cap - hours}}
+        result = self.db.volunteers.update_one(query, {"$inc": {f"load.{week}": hours}},
+                                               session=tx.session)
+        if result.modified_count != 1:
+            raise LotChanged(f"volunteer {volunteer_id} has no room for {hours} h")
+
+    def give_back_hours(self, tx: Tx, volunteer_id: str, week: str, hours: float) -> None:
+        self.db.volunteers.update_one({"_id": volunteer_id}, {"$inc": {f"load.{week}": -hours}},
+                                      session=tx.session)
+
+    def set_offer(self, tx: Tx, need_id: str, offer: dict[str, Any] | None,
+                  status: str, offered_to: str | None = None) -> None:
+        update: dict[str, Any] = {"$set": {"offer": offer, "status": status}}
+        if offered_to:
+            update["$push"] = {"offered_to": offered_to}
+        self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
+        self.db.open_index.update_one(
+            {"_id": need_id}, {"$set": {"offer_expires_at": offer["expires_at"] if offer
+                                        else None}}, session=tx.session)
+
+    def fulfil_service(self, tx: Tx, need_id: str, offer_id: str, fulfilled_milli: int,
+                       assignment: dict[str, Any]) -> bool:
+        result = self.db.needs.update_one(
+            {"_id": need_id, "offer.offer_id": offer_id, "status": "offered"},
+            {"$set": {"status": "fulfilled", "offer": None, "fulfilled_milli": fulfilled_milli},
+             "$unset": {"open_category": ""}, "$push": {"assignments": assignment}},
+            session=tx.session)
+        if result.modified_count == 1:
+            self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
+        return result.modified_count == 1
 
     # -- supply view ---------------------------------------------------------------------
     def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> bool:

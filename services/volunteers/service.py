@@ -54,3 +54,10 @@ def health_check(store: VolunteersStore, tx: Tx, event: Event) -> None:
     if store.add(tx, "health_checks", {"_id": check_id, **d, "passing": passing}):
         store.set_fields(tx, d["volunteer_id"], {"last_check": {
             "checked_at": d["checked_at"], "passing": passing}})
+        # dispatch is gated on it: matching keeps its own view from this event
+        tx.emit("volunteer_availability_changed", {
+            "volunteer_id": d["volunteer_id"], "available": passing,
+            "reason": "health check passed" if passing else
+            ("in quarantine" if d["in_quarantine"] else "fever"),
+            "checked_at": d["checked_at"],
+        }, event_id=contract.derived_id("volunteers", "availability", check_id))
