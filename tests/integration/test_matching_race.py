@@ -24,7 +24,8 @@ def test_concurrent_need_and_lot_always_meet(infra):
         lot = {"donation_id": f"L{i}", "lot_id": f"L{i}", "location_id": "QY-S01-C01",
                "category": f"cat{i}", "quantity": 5, "unit": "piece", "value_yuan": 1.0}
         pool = eventlet.GreenPool()
-        pool.spawn(store.atomically, lambda tx, n=need: handlers.post_need(store, tx, REF, n, now))
+        pool.spawn(store.atomically,
+                   lambda tx, n=need: handlers.post_need(store, tx, REF, n, now, store.cfg))
         pool.spawn(store.atomically, lambda tx, lot=lot: handlers.add_lot(store, tx, REF, lot))
         pool.waitall()
     statuses = [store.db.needs.find_one({"_id": f"N{i}"})["status"] for i in range(rounds)]
