@@ -153,6 +153,7 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
         return []
     now_naive = _naive(now)
     ranked: list[tuple[tuple, Lot, int]] = []
+    distances: dict[str, int | None] = {}  # lots share few locations: walk the tree once each
     for lot in lots:
         if lot.category != need.category or lot.available <= 0:
             continue
@@ -160,7 +161,9 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
             continue
         if lot.expires_at is not None and _naive(lot.expires_at) <= now_naive:
             continue
-        distance = tier_distance(need, lot.location_id, areas)
+        if lot.location_id not in distances:
+            distances[lot.location_id] = tier_distance(need, lot.location_id, areas)
+        distance = distances[lot.location_id]
         if distance is None:
             continue
         key = (distance, _naive(lot.expires_at), -lot.available, lot.lot_id)

@@ -139,12 +139,19 @@ def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str,
 def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
                lots_by_id: dict[str, dict[str, Any]], ref: Reference,
                now: datetime) -> dict[str, int] | None:
-    """Per-community caps when the group asks for more than the lots it can reach hold."""
-    reachable = {
-        lot["_id"]: lot["available"] for lot in lots_by_id.values()
-        if lot["category"] == group[0].category and lot["available"] > 0
-        and any(engine.allocate(n, [as_engine_lot(lot)], ref.areas, now, cap=1) for n in group)
-    }
+    """Per-community caps when the group asks for more than the lots it can reach hold.
+
+    Only contended stock is shared: a lot that one community alone can reach is that
+    community's (holding it back would help nobody); the lots several communities can reach
+    are shared so that each contender ends with its fair share of all the stock the
+    contenders can reach (``engine.fair_caps``), or its own stock if that is more."""
+    reach: dict[str, set[str]] = {}
+    for lot in lots_by_id.values():
+        if lot["category"] != group[0].category or lot["available"] <= 0:
+            continue
+        probe = as_engine_lot(lot)
+        reach[lot["_id"]] = {n.community_id for n in group
+                             if engine.allocate(n, [probe], ref.areas, now, cap=1)}
     demand: dict[str, int] = {}
     weight: dict[str, float] = {}
     for need in group:
@@ -152,8 +159,28 @@ def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
         beneficiaries = docs[need.need_id].get("beneficiaries") or 1
         weight[need.community_id] = weight.get(need.community_id, 0.0) + (
             need.remaining * beneficiaries)
+    own: dict[str, int] = {}
+    shared = 0
+    contenders: set[str] = set()
+    for lot_id, communities in reach.items():
+        if len(communities) == 1:
+            (c,) = communities
+            own[c] = own.get(c, 0) + lots_by_id[lot_id]["available"]
+        elif communities:
+            shared += lots_by_id[lot_id]["available"]
+            contenders |= communities
+    if not contenders:
+        return None
     grain = units.MILLI if units.dimension(group[0].unit) in engine.DISCRETE else 1
-    return engine.fair_caps(demand, weight, sum(reachable.values()), grain)
+    caps = engine.fair_caps({c: demand[c] for c in contenders}, weight,
+                            shared + sum(own.get(c, 0) for c in contenders), grain)
+    if caps is None:
+        return None
+    # communities outside the contention keep no cap beyond what they ask
+    out = {c: demand[c] for c in demand}
+    for c in contenders:
+        out[c] = max(own.get(c, 0), caps[c])
+    return out
 
 
 def _record(store: MatchingStore, tx: Tx, need_doc: dict[str, Any],

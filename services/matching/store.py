@@ -19,8 +19,9 @@ class LotChanged(Retry):
 class MatchingStore(BaseStore):
     collections = {
         "needs": [[("open_category", ASCENDING)]],
-        # candidates are selected by equality on (category, location_id)
-        "supply": [[("category", ASCENDING), ("location_id", ASCENDING)]],
+        # candidates are selected by equality on (category, location_id, live): only lots
+        # that still hold something carry ``live``, so exhausted lots are never fetched
+        "supply": [[("category", ASCENDING), ("location_id", ASCENDING), ("live", ASCENDING)]],
         "category_clock": [],
         # only the open needs, small: what the escalation timer scans
         "open_index": [],
@@ -157,14 +158,16 @@ class MatchingStore(BaseStore):
     def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> bool:
         if self.db.supply.find_one({"_id": lot["_id"]}, {"_id": 1}, session=tx.session):
             return False
-        self.db.supply.insert_one(lot, session=tx.session)
+        self.db.supply.insert_one({**lot, "live": True} if lot["available"] > 0 else lot,
+                                  session=tx.session)
         return True
 
     def lots_at(self, tx: Tx, category: str, locations: list[str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for location in locations:
-            out.extend(self.db.supply.find({"category": category, "location_id": location},
-                                           session=tx.session))
+            out.extend(self.db.supply.find(
+                {"category": category, "location_id": location, "live": True},
+                session=tx.session))
         return out
 
     def claim(self, tx: Tx, lot_id: str, quantity: int) -> None:
@@ -176,6 +179,8 @@ class MatchingStore(BaseStore):
         )
         if result.modified_count != 1:
             raise LotChanged(f"lot {lot_id} has less than {quantity} available")
+        self.db.supply.update_one({"_id": lot_id, "available": 0}, {"$unset": {"live": ""}},
+                                  session=tx.session)
 
 
 def as_engine_lot(doc: dict[str, Any]) -> engine.Lot:
