@@ -185,8 +185,14 @@ class Services:
 
     env: dict[str, str]
     log_dir: Path
-    names: list[str] = field(default_factory=list)
+    # the gateway's API port, and each other service's port for /metrics and /healthz
+    web_ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def web_port(self, name: str) -> int:
+        if name not in self.web_ports:
+            self.web_ports[name] = free_port()
+        return self.web_ports[name]
 
     def start(self, name: str) -> subprocess.Popen:
         from services.common.topology import SERVICES
@@ -195,7 +201,8 @@ class Services:
         log = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "nameko", "run", "--config", str(CONFIG), SERVICES[name]],
-            cwd=ROOT, env={**self.env, "RELIEF_SERVICE": name}, stdout=log,
+            cwd=ROOT, env={**self.env, "RELIEF_SERVICE": name,
+                           "WEB_SERVER_ADDRESS": f"0.0.0.0:{self.web_port(name)}"}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = process
         return process
@@ -225,14 +232,13 @@ class Services:
 
 
 def service_env(amqp_uri: str, mongo_uri: str, management_uri: str, token: str,
-                gateway_port: int, db_prefix: str = "relief_") -> dict[str, str]:
+                db_prefix: str = "relief_") -> dict[str, str]:
     return {
         **os.environ,
         "AMQP_URI": amqp_uri,
         "MONGO_URI": mongo_uri,
         "RABBIT_MANAGEMENT_URI": management_uri,
         "RELIEF_ADMIN_TOKEN": token,
-        "GATEWAY_ADDRESS": f"0.0.0.0:{gateway_port}",
         "RELIEF_REFERENCE_DIR": str(ROOT / "deploy" / "reference"),
         "RELIEF_DB_PREFIX": db_prefix,
         "PYTHONUNBUFFERED": "1",
@@ -280,10 +286,11 @@ def run(args: argparse.Namespace) -> int:
             print("starting the database...", flush=True)
             database.start()
             mongo_uri = database.uri
-        env = service_env(broker.amqp_uri, mongo_uri, broker.management_uri, token,
-                          args.gateway_port)
+        env = service_env(broker.amqp_uri, mongo_uri, broker.management_uri, token)
         deploy_topology(env)
-        services = Services(env, state / "logs")
+        ports = {name: args.metrics_port_base + i for i, name in enumerate(SERVICES)}
+        ports["gateway"] = args.gateway_port
+        services = Services(env, state / "logs", web_ports=ports)
         services.start_all(list(SERVICES))
         wait_for(lambda: port_open(args.gateway_port), 60, "the gateway")
         print(f"""
@@ -293,7 +300,8 @@ Relief Exchange is running.
   admin token    {token_file if token_file.exists() else "$RELIEF_ADMIN_TOKEN"}
   publish events {broker.amqp_uri}  exchange relief.intake, routing key = event type
   queues         {broker.management_uri.replace('guest:guest@', '')}/  (guest / guest)
-  metrics        http://127.0.0.1:{args.prometheus_port}/metrics
+  metrics        http://127.0.0.1:{args.prometheus_port}/metrics (broker); each service:
+                 {", ".join(f"{n} :{p}" for n, p in ports.items() if n != "gateway")}
   database       {mongo_uri}
   service logs   {state / 'logs'}/
 Ctrl-C stops everything; data stays in {state}/.
@@ -331,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prometheus-port", type=int,
                    default=int(os.environ.get("PROMETHEUS_PORT", 15692)))
     p.add_argument("--db-port", type=int, default=int(os.environ.get("DB_PORT", 27017)))
+    p.add_argument("--metrics-port-base", type=int,
+                   default=int(os.environ.get("METRICS_PORT_BASE", 9101)))
     args = parser.parse_args(argv)
     return run(args)
 

@@ -166,11 +166,11 @@ class System:
         self.space = space
         self.gateway_port = free_port()
         env = service_env(space.amqp_uri, space.mongo_uri, space.management_uri, self.TOKEN,
-                          self.gateway_port, db_prefix=space.db_prefix)
+                          db_prefix=space.db_prefix)
         env.update({"RELIEF_RETRY_BACKOFF": "0.2", "RELIEF_OUTBOX_SWEEP": "0.5",
                     "RELIEF_OUTBOX_GRACE": "1", "LOG_LEVEL": "INFO"})
         self.env = env
-        self.services = Services(env, log_dir)
+        self.services = Services(env, log_dir, web_ports={"gateway": self.gateway_port})
 
     @property
     def url(self) -> str:

@@ -10,10 +10,11 @@ from nameko.rpc import rpc
 from services.accounting.store import AccountingStore
 from services.common.contract import Event
 from services.common.handler import on_event
+from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
 
 
-class AccountingService:
+class AccountingService(ServiceEndpoints):
     name = "accounting"
 
     store: AccountingStore = StoreProvider(AccountingStore, emits=False)

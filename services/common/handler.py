@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -37,6 +38,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from services.common import contract
 from services.common.config import settings
+from services.common.metrics import REGISTRY
 from services.common.topology import (
     DLX,
     INTAKE_DLQ,
@@ -70,6 +72,17 @@ def is_transient(exc: BaseException) -> bool:
 class ReliableQueueConsumer(QueueConsumer):
     """Nameko's queue consumer, but it hands raw messages to the entrypoint (no decoding in
     the consumer thread: a body that cannot be decoded would otherwise kill the consumer)."""
+
+    ready = False  # consumers registered with the broker (for the health check)
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any,
+                         **kwargs: Any) -> None:
+        self.ready = True
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+    def on_connection_error(self, exc: Exception, interval: float) -> None:
+        self.ready = False
+        super().on_connection_error(exc, interval)
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
         for provider in self._providers:
@@ -164,15 +177,21 @@ class ReliableConsumer(Entrypoint):
                 (event,),
                 {},
                 context_data={},
-                handle_result=partial(self._on_result, message, event, attempt),
+                handle_result=partial(self._on_result, message, event, attempt,
+                                      time.monotonic()),
             )
         except ContainerBeingKilled:
             self._safely(message.requeue)
 
-    def _on_result(self, message: Any, event: contract.Event, attempt: int,
+    def _on_result(self, message: Any, event: contract.Event, attempt: int, started: float,
                    worker_ctx: Any, result: Any, exc_info: Any) -> Any:
+        queue = {"queue": self.spec.name}
+        REGISTRY.observe("relief_handler_seconds", queue, time.monotonic() - started,
+                         "time a handler took, per attempt")
         if exc_info is None:
             self.queue_consumer.ack_message(message)
+            REGISTRY.inc("relief_events_handled_total", {**queue, "outcome": "ok"},
+                         doc="events handled, by outcome")
             return result, exc_info
         exc = exc_info[1]
         extra = {"event_id": event.event_id, "event_type": event.type, "queue": self.spec.name}
@@ -180,6 +199,8 @@ class ReliableConsumer(Entrypoint):
             delay = self.cfg.retry_backoff_seconds * (2 ** (attempt - 1))
             log.warning("transient failure, retry %d in %.1fs: %s", attempt, delay, exc,
                         extra=extra)
+            REGISTRY.inc("relief_events_handled_total", {**queue, "outcome": "retried"},
+                         doc="events handled, by outcome")
             self.container.spawn_managed_thread(
                 partial(self._retry_later, message, event, attempt + 1, delay),
                 identifier="relief-retry",
@@ -235,6 +256,11 @@ class ReliableConsumer(Entrypoint):
             self._safely(partial(message.reject, requeue=False))
             return
         log.warning("dead-lettered to %s: %s", self.spec.dlq, reason, extra=extra)
+        REGISTRY.inc("relief_events_handled_total",
+                     {"queue": self.spec.name, "outcome": "dead_lettered"},
+                     doc="events handled, by outcome")
+        REGISTRY.inc("relief_dead_lettered_total", {"queue": self.spec.name, "kind": kind},
+                     doc="messages dead-lettered, by kind (invalid, error, transient)")
         self.queue_consumer.ack_message(message)
 
     @staticmethod

@@ -9,11 +9,12 @@ from nameko.rpc import rpc
 from services.common import contract, units
 from services.common.contract import Event
 from services.common.handler import on_event
+from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider, Tx
 from services.donations.store import DonationsStore
 
 
-class DonationsService:
+class DonationsService(ServiceEndpoints):
     name = "donations"
 
     store: DonationsStore = StoreProvider(DonationsStore)

@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 from services.common import contract, links
 from services.common.config import settings
 from services.common.deps import Config, ReferenceProvider, RpcTimeout, call
+from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
 from services.common.topology import Management
 from services.gateway import schemas
@@ -25,7 +26,7 @@ from services.gateway.store import GatewayStore
 log = logging.getLogger(__name__)
 
 
-class GatewayService(StatusRoutes):
+class GatewayService(StatusRoutes, ServiceEndpoints):
     name = "gateway"
 
     store: GatewayStore = StoreProvider(GatewayStore, emits=False)

@@ -14,6 +14,7 @@ from nameko.rpc import rpc
 from services.common import contract
 from services.common.deps import ReferenceProvider
 from services.common.handler import on_intake
+from services.common.metrics import ServiceEndpoints
 from services.common.store import DUPLICATE, StoreProvider, Tx
 from services.intake.checks import check_references
 from services.intake.store import IntakeStore
@@ -21,7 +22,7 @@ from services.intake.store import IntakeStore
 CONSUMER = "intake"  # one dedupe log for the exchange and the gateway alike
 
 
-class IntakeService:
+class IntakeService(ServiceEndpoints):
     name = "intake"
 
     store: IntakeStore = StoreProvider(IntakeStore)

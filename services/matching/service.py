@@ -12,6 +12,7 @@ from services.common import contract
 from services.common.contract import Event
 from services.common.deps import ReferenceProvider
 from services.common.handler import on_event
+from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
 from services.common.timers import every
 from services.matching import handlers, overview
@@ -20,7 +21,7 @@ from services.matching.store import MatchingStore
 log = logging.getLogger(__name__)
 
 
-class MatchingService:
+class MatchingService(ServiceEndpoints):
     name = "matching"
 
     store: MatchingStore = StoreProvider(MatchingStore)

@@ -7,13 +7,14 @@ from typing import Any
 from services.common import contract
 from services.common.contract import Event
 from services.common.handler import on_event
+from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider, Tx
 from services.volunteers.store import VolunteersStore
 
 FEVER_C = 37.3
 
 
-class VolunteersService:
+class VolunteersService(ServiceEndpoints):
     name = "volunteers"
 
     store: VolunteersStore = StoreProvider(VolunteersStore)

@@ -163,7 +163,7 @@ def test_gateway_publishes_8000_and_checks_health(services):
     assert any(p.rsplit(":", 1)[-1].split("/")[0] == "8000" for p in published), published
     check = healthcheck_text(gateway)
     assert "/health" in check and ":8000" in check
-    assert environment(gateway)["GATEWAY_ADDRESS"].endswith(":8000")
+    assert environment(gateway)["WEB_SERVER_ADDRESS"].endswith(":8000")
 
 
 def test_image_installs_runtime_dependencies_only():

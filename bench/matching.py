@@ -1,0 +1,456 @@
+"""Matching benchmark: per-decision latency of the greedy engine and its quality against the
+optimum, on seeded instances shaped like the sample district.
+
+Run from the repository root: ``python bench/matching.py [--sizes 1000,10000] [--needs N]
+[--seed S]``. It prints figures and ratios and never fails on them.
+
+Greedy: each need, in ``engine.order_needs`` order, selects its candidate lots by
+(category, location) equality over ``handlers.candidate_locations`` (an in-memory stand-in
+for the store's indexed query), calls ``engine.allocate`` and claims what it got.
+
+Optimum: per category, a transport LP on (need, warehouse) pairs solved with HiGHS: first
+the maximum coverage, then the least total tier distance at that coverage (and, as a fairer
+distance baseline, the least distance at the greedy's own coverage). Lots at one
+warehouse are interchangeable for both objectives (same distance to every need, same
+eligibility), so aggregating them per warehouse is exact, not a restriction; the flow is then
+split back over the lots to check per-lot bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import reduce
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from scipy.optimize import linprog  # noqa: E402
+from scipy.sparse import coo_matrix, vstack  # noqa: E402
+
+from services.common import reference, units  # noqa: E402
+from services.common.reference import AreaTree, Reference  # noqa: E402
+from services.matching import engine  # noqa: E402
+
+with warnings.catch_warnings():
+    # handlers pulls in the storage layer, which imports eventlet and warns about it
+    warnings.simplefilter("ignore")
+    from services.matching.handlers import candidate_locations  # noqa: E402
+
+NOW = datetime(2026, 2, 10, 9, 0)
+# category -> (typical lot size in the category's unit, spread of the log-normal)
+CATEGORIES = {
+    "masks": (500, 0.8),
+    "thermometers": (10, 0.6),
+    "disinfectant": (40, 0.7),
+    "vegetables": (100, 0.7),
+    "medicine": (20, 0.7),
+}
+LOT_TIERS = {"community": 0.75, "street": 0.20, "district": 0.05}
+NEED_TIERS = {"community": 0.85, "street": 0.10, "district": 0.05}
+URGENCIES = {"critical": 0.10, "high": 0.25, "normal": 0.50, "low": 0.15}
+EXPIRED_SHARE = 0.03  # perishable lots already past expiry: never eligible
+DEFAULT_SIZES = (1_000, 10_000, 100_000)
+DEFAULT_NEEDS = 2_000
+DEFAULT_SEED = 20260210
+
+# (need index, lot index, quantity in milli units, tier distance)
+Alloc = tuple[int, int, int, int]
+
+
+@dataclass
+class Instance:
+    ref: Reference
+    lots: list[engine.Lot]
+    needs: list[engine.Need]
+    categories: list[str]
+    now: datetime = NOW
+
+    @property
+    def areas(self) -> AreaTree:
+        return self.ref.areas
+
+    def usable(self, lot: engine.Lot) -> bool:
+        return lot.expires_at is None or lot.expires_at > self.now
+
+
+@dataclass
+class GreedyResult:
+    allocations: list[Alloc]
+    latencies_ns: list[int]
+    pool_sizes: list[int]
+    splits: list[int]
+
+
+@dataclass
+class OptimalResult:
+    allocations: list[Alloc]
+    lp_vars: int = 0
+    lp_seconds: float = 0.0
+    # category -> least total tier distance (milli units x tiers) at the greedy's coverage
+    distance_at: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# -- instance ------------------------------------------------------------------------------
+def _pick(rng: np.random.Generator, table: dict[str, float], n: int) -> list[str]:
+    keys = list(table)
+    p = np.array([table[k] for k in keys])
+    return [keys[i] for i in rng.choice(len(keys), size=n, p=p / p.sum())]
+
+
+def generate(ref: Reference, n_lots: int, n_needs: int, seed: int,
+             categories: list[str] | None = None) -> Instance:
+    """A seeded instance: lots over community (most), street and district warehouses; needs
+    over communities whose total per category is 1-1.5x that category's usable supply."""
+    rng = np.random.default_rng([seed, n_lots, n_needs])
+    areas = ref.areas
+    categories = list(categories or CATEGORIES)
+    by_tier: dict[str, list[str]] = {"community": [], "street": [], "district": []}
+    for area in areas.areas.values():
+        by_tier[area.tier].append(area.id)
+    # uneven weights, drawn separately for supply and demand, so some communities run short
+    supply_w = {t: rng.gamma(2.0, size=len(ids)) for t, ids in by_tier.items()}
+    demand_w = rng.gamma(2.0, size=len(by_tier["community"]))
+
+    lots: list[engine.Lot] = []
+    lot_cats = rng.choice(len(categories), size=n_lots)
+    lot_tiers = _pick(rng, LOT_TIERS, n_lots)
+    for k in range(n_lots):
+        cat = categories[lot_cats[k]]
+        info = ref.catalogue.get(cat)
+        typical, spread = CATEGORIES.get(cat, (10, 0.7))
+        qty = max(1, int(round(typical * rng.lognormal(0.0, spread))))
+        ids = by_tier[lot_tiers[k]]
+        w = supply_w[lot_tiers[k]]
+        location = ids[rng.choice(len(ids), p=w / w.sum())]
+        expires = None
+        if info.perishable:
+            if rng.random() < EXPIRED_SHARE:
+                expires = NOW - timedelta(hours=float(rng.uniform(1, 48)))
+            else:
+                expires = NOW + timedelta(hours=float(rng.uniform(12, 240)))
+        lots.append(engine.Lot(f"L{k:06d}", cat, location, units.to_milli(qty, info.unit),
+                               info.unit, expires))
+
+    supply = {c: 0 for c in categories}
+    for lot in lots:
+        if lot.expires_at is None or lot.expires_at > NOW:
+            supply[lot.category] += lot.available
+
+    needs: list[engine.Need] = []
+    need_cats = rng.choice(len(categories), size=n_needs)
+    need_tiers = _pick(rng, NEED_TIERS, n_needs)
+    urgencies = _pick(rng, URGENCIES, n_needs)
+    weights = rng.lognormal(0.0, 0.75, size=n_needs)
+    ratios = {c: rng.uniform(1.0, 1.5) for c in categories}
+    cat_weight = {c: float(weights[need_cats == i].sum()) for i, c in enumerate(categories)}
+    communities = by_tier["community"]
+    for i in range(n_needs):
+        cat = categories[need_cats[i]]
+        info = ref.catalogue.get(cat)
+        base_supply = units.from_milli(supply[cat], info.unit)
+        qty = max(1, int(round(base_supply * ratios[cat] * weights[i] / cat_weight[cat])))
+        community = communities[rng.choice(len(communities), p=demand_w / demand_w.sum())]
+        needed_by = (NOW + timedelta(hours=float(rng.uniform(2, 168)))
+                     if rng.random() < 0.6 else None)
+        posted_at = NOW - timedelta(hours=float(rng.uniform(0, 72)))
+        needs.append(engine.Need(f"N{i:06d}", cat, community, units.to_milli(qty, info.unit),
+                                 info.unit, urgencies[i], needed_by, posted_at, need_tiers[i]))
+    return Instance(ref, lots, needs, categories)
+
+
+# -- greedy: the service's decision path ----------------------------------------------------
+def build_index(instance: Instance) -> dict[tuple[str, str], set[int]]:
+    """(category, location_id) -> live lot indices: the equality the store's index serves
+    (an exhausted lot loses its ``live`` mark and leaves the index)."""
+    index: dict[tuple[str, str], set[int]] = {}
+    for k, lot in enumerate(instance.lots):
+        if lot.available > 0:
+            index.setdefault((lot.category, lot.location_id), set()).add(k)
+    return index
+
+
+def run_greedy(instance: Instance) -> GreedyResult:
+    index = build_index(instance)
+    lots = instance.lots
+    available = [lot.available for lot in lots]
+    position = {lot.lot_id: k for k, lot in enumerate(lots)}
+    need_pos = {need.need_id: i for i, need in enumerate(instance.needs)}
+    areas, ref, now = instance.areas, instance.ref, instance.now
+    result = GreedyResult([], [], [], [])
+    clock = time.perf_counter_ns
+    for need in engine.order_needs(instance.needs):
+        start = clock()
+        pool = []
+        for loc in candidate_locations(need, ref):
+            for k in index.get((need.category, loc), ()):
+                lot = lots[k]
+                # the store hands back documents; the service rebuilds engine lots from them
+                pool.append(engine.Lot(lot.lot_id, lot.category, lot.location_id, available[k],
+                                       lot.unit, lot.expires_at))
+        allocations = engine.allocate(need, pool, areas, now)
+        for alloc in allocations:
+            k = position[alloc.lot_id]
+            if available[k] < alloc.quantity:  # the store's conditional claim would refuse
+                raise RuntimeError(f"claim beyond availability on {alloc.lot_id}")
+            available[k] -= alloc.quantity
+            if available[k] == 0:
+                index[(lots[k].category, lots[k].location_id)].discard(k)
+        result.latencies_ns.append(clock() - start)
+        result.pool_sizes.append(len(pool))
+        result.splits.append(len(allocations))
+        i = need_pos[need.need_id]
+        result.allocations.extend((i, position[a.lot_id], a.quantity, a.tier_distance)
+                                  for a in allocations)
+    return result
+
+
+# -- optimum ---------------------------------------------------------------------------------
+def _solve(cost: np.ndarray, a_ub, b_ub: np.ndarray, a_eq=None, b_eq=None):
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+                  method="highs-ds")  # simplex: a vertex, hence integral on this network
+    if res.status != 0:
+        raise RuntimeError(f"LP failed: {res.message}")
+    return res
+
+
+def run_optimal(instance: Instance, greedy: list[Alloc] | None = None) -> OptimalResult:
+    """Per category: max coverage, then min total tier distance at that coverage. Given the
+    greedy allocations, also the least distance at the greedy's coverage (a fair baseline
+    when the greedy covers less: the optimum's extra units may come from farther away)."""
+    areas = instance.areas
+    locations = list(areas.areas)
+    result = OptimalResult([])
+    for cat in instance.categories:
+        unit = instance.ref.catalogue.get(cat).unit
+        need_ids = [i for i, n in enumerate(instance.needs) if n.category == cat
+                    and n.remaining > 0 and units.compatible(n.unit, unit)]
+        lots_at: dict[str, list[int]] = {}
+        for k, lot in enumerate(instance.lots):
+            if (lot.category == cat and lot.available > 0 and instance.usable(lot)
+                    and units.compatible(lot.unit, unit)):
+                lots_at.setdefault(lot.location_id, []).append(k)
+        if not need_ids or not lots_at:
+            continue
+        # LP unit: the largest that divides every quantity, so the LP stays small and integral
+        quantities = [instance.needs[i].remaining for i in need_ids] + [
+            instance.lots[k].available for ks in lots_at.values() for k in ks]
+        scale = reduce(math.gcd, quantities)
+        locs = [loc for loc in locations if loc in lots_at]
+        cap = np.array([sum(instance.lots[k].available for k in lots_at[loc]) // scale
+                        for loc in locs], dtype=float)
+        dem = np.array([instance.needs[i].remaining // scale for i in need_ids], dtype=float)
+        rows, cols, dist = [], [], []
+        for r, i in enumerate(need_ids):
+            for c, loc in enumerate(locs):
+                d = engine.tier_distance(instance.needs[i], loc, areas)
+                if d is not None:  # ineligible pairs are not edges
+                    rows.append(r)
+                    cols.append(c)
+                    dist.append(d)
+        n_var = len(dist)
+        if n_var == 0:
+            continue
+        var = np.arange(n_var)
+        ones = np.ones(n_var)
+        a_need = coo_matrix((ones, (rows, var)), shape=(len(need_ids), n_var))
+        a_loc = coo_matrix((ones, (cols, var)), shape=(len(locs), n_var))
+        a_ub = vstack([a_need, a_loc]).tocsr()
+        b_ub = np.concatenate([dem, cap])
+        t0 = time.perf_counter()
+        first = _solve(-ones, a_ub, b_ub)
+        covered = round(-first.fun)
+        total = coo_matrix(ones.reshape(1, -1)).tocsr()
+        cost = np.array(dist, dtype=float)
+        second = _solve(cost, a_ub, b_ub, a_eq=total, b_eq=np.array([covered]))
+        if greedy is not None:
+            got = sum(q for i, _, q, _ in greedy if instance.needs[i].category == cat)
+            # the greedy's quantities are multiples of the LP unit, so this is feasible
+            third = _solve(cost, a_ub, b_ub, a_eq=total, b_eq=np.array([got // scale]))
+            result.distance_at[cat] = round(third.fun) * scale
+        result.lp_seconds += time.perf_counter() - t0
+        result.lp_vars += n_var
+        flow = np.rint(second.x).astype(np.int64)
+        if np.abs(second.x - flow).max() > 1e-6:
+            result.notes.append(f"{cat}: LP solution not integral; rounded")
+        # split each warehouse's flow back over its lots, in lot order
+        remaining = {loc: [[k, instance.lots[k].available] for k in lots_at[loc]]
+                     for loc in locs}
+        for v in np.nonzero(flow)[0]:
+            i, loc = need_ids[rows[v]], locs[cols[v]]
+            left = int(flow[v]) * scale
+            for entry in remaining[loc]:
+                if left == 0:
+                    break
+                take = min(left, entry[1])
+                if take:
+                    entry[1] -= take
+                    left -= take
+                    result.allocations.append((i, entry[0], take, dist[v]))
+            if left:
+                raise RuntimeError(f"flow at {loc} exceeds its lots")
+    return result
+
+
+# -- figures ---------------------------------------------------------------------------------
+@dataclass
+class Figures:
+    demand: int
+    supply: int
+    allocated: int
+    distance: int  # sum over allocated milli units of tier distance
+
+    @property
+    def coverage(self) -> float:
+        return self.allocated / self.demand if self.demand else 1.0
+
+    @property
+    def per_unit(self) -> float:
+        return self.distance / self.allocated if self.allocated else 0.0
+
+
+def figures(instance: Instance, allocations: list[Alloc],
+            category: str | None = None) -> Figures:
+    """Totals in milli base units (summed over categories when ``category`` is None)."""
+    def wanted(cat: str) -> bool:
+        return category is None or cat == category
+
+    demand = sum(n.remaining for n in instance.needs if wanted(n.category))
+    supply = sum(lot.available for lot in instance.lots
+                 if wanted(lot.category) and instance.usable(lot))
+    allocated = distance = 0
+    for i, _, q, d in allocations:
+        if wanted(instance.needs[i].category):
+            allocated += q
+            distance += q * d
+    return Figures(demand, supply, allocated, distance)
+
+
+def violations(instance: Instance, allocations: list[Alloc]) -> list[str]:
+    """Every broken bound: over a lot, over a need, wrong category, ineligible pair."""
+    per_lot: dict[int, int] = {}
+    per_need: dict[int, int] = {}
+    out = []
+    for i, k, q, d in allocations:
+        need, lot = instance.needs[i], instance.lots[k]
+        if q <= 0:
+            out.append(f"non-positive quantity {need.need_id}<-{lot.lot_id}")
+        if lot.category != need.category or not instance.usable(lot):
+            out.append(f"ineligible lot {lot.lot_id} for {need.need_id}")
+        if engine.tier_distance(need, lot.location_id, instance.areas) != d:
+            out.append(f"wrong distance {need.need_id}<-{lot.lot_id}")
+        per_lot[k] = per_lot.get(k, 0) + q
+        per_need[i] = per_need.get(i, 0) + q
+    out += [f"lot {instance.lots[k].lot_id} over by {q - instance.lots[k].available}"
+            for k, q in per_lot.items() if q > instance.lots[k].available]
+    out += [f"need {instance.needs[i].need_id} over by {q - instance.needs[i].remaining}"
+            for i, q in per_need.items() if q > instance.needs[i].remaining]
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else (1.0 if a == 0 else math.inf)
+
+
+def run_size(ref: Reference, n_lots: int, n_needs: int, seed: int) -> dict:
+    t0 = time.perf_counter()
+    instance = generate(ref, n_lots, n_needs, seed)
+    t_gen = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    greedy = run_greedy(instance)
+    t_greedy = time.perf_counter() - t0
+    optimal = run_optimal(instance, greedy.allocations)
+    lat_us = np.array(greedy.latencies_ns) / 1000.0
+    row = {
+        "lots": n_lots, "needs": n_needs,
+        "greedy": figures(instance, greedy.allocations),
+        "optimal": figures(instance, optimal.allocations),
+        "per_category": {c: (figures(instance, greedy.allocations, c),
+                             figures(instance, optimal.allocations, c),
+                             optimal.distance_at.get(c, 0))
+                         for c in instance.categories},
+        "distance_at": sum(optimal.distance_at.values()),
+        "p50": float(np.percentile(lat_us, 50)), "p99": float(np.percentile(lat_us, 99)),
+        "pool": float(np.mean(greedy.pool_sizes)), "splits": float(np.mean(greedy.splits)),
+        "violations": violations(instance, greedy.allocations)
+        + violations(instance, optimal.allocations),
+        "lp_vars": optimal.lp_vars, "notes": optimal.notes,
+        "seconds": (t_gen, t_greedy, optimal.lp_seconds),
+    }
+    return row
+
+
+def report(rows: list[dict]) -> None:
+    print("demand/supply in base units (pieces, kg, boxes) summed over categories; distance ="
+          " tier distance x units; g = greedy, o = optimum;")
+    print("dist raw = dist.g/dist.o; /unit = per allocated unit; =cov = dist.g over the least"
+          " distance at the greedy's coverage")
+    print(f"{'lots':>7} {'needs':>5} {'demand':>9} {'supply':>9} {'cov.g':>6} {'cov.o':>6}"
+          f" {'g/o':>6} {'dist.g':>8} {'dist.o':>8} {'raw':>5} {'/unit':>5} {'=cov':>5}"
+          f" {'p50us':>7} {'p99us':>8} {'pool':>5} {'split':>5}")
+    for r in rows:
+        g, o = r["greedy"], r["optimal"]
+        print(f"{r['lots']:>7} {r['needs']:>5} {g.demand / 1000:>9.0f} {g.supply / 1000:>9.0f}"
+              f" {g.coverage:>6.3f} {o.coverage:>6.3f} {_ratio(g.allocated, o.allocated):>6.3f}"
+              f" {g.distance / 1000:>8.0f} {o.distance / 1000:>8.0f}"
+              f" {_ratio(g.distance, o.distance):>5.2f} {_ratio(g.per_unit, o.per_unit):>5.2f}"
+              f" {_ratio(g.distance, r['distance_at']):>5.2f}"
+              f" {r['p50']:>7.0f} {r['p99']:>8.0f} {r['pool']:>5.0f} {r['splits']:>5.1f}")
+    print("(pool = mean candidate lots per decision, split = mean allocations per decision)")
+    print("\nper category: coverage g/o, distance per unit g/o, distance at equal coverage g/o")
+    for r in rows:
+        parts = [f"{cat} {g.coverage:.3f}/{o.coverage:.3f} {g.per_unit:.3f}/{o.per_unit:.3f}"
+                 f" {_ratio(g.distance, at):.3f}"
+                 for cat, (g, o, at) in r["per_category"].items()]
+        print(f"{r['lots']:>7}: " + "; ".join(parts[:3]))
+        print(f"{'':>7}  " + "; ".join(parts[3:]))
+    print()
+    for r in rows:
+        gen, greedy, lp = r["seconds"]
+        print(f"{r['lots']:>7}: generate {gen:.1f}s, greedy {greedy:.1f}s, LP {lp:.1f}s on"
+              f" {r['lp_vars']} (need, warehouse) pairs; exact, nothing restricted"
+              + (f"; {'; '.join(r['notes'])}" if r["notes"] else ""))
+        if r["violations"]:
+            print(f"         BOUND VIOLATIONS: {r['violations'][:5]}")
+
+    cats = [v for r in rows for v in r["per_category"].values()]
+    cov = min(_ratio(g.allocated, o.allocated) for g, o, _ in cats)
+    dist = max(_ratio(g.per_unit, o.per_unit) for g, o, _ in cats)
+    first, last = rows[0], rows[-1]
+    cost = _ratio(last["p50"], first["p50"])
+    print(f"\ncoverage greedy/optimal, worst category and size: {cov:.4f}")
+    print(f"distance per unit greedy/optimal, worst category and size: {dist:.4f}")
+    print(f"per-decision cost p50({last['lots']})/p50({first['lots']}): {cost:.2f}")
+
+    def mark(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    print(f"targets: coverage>=0.99 {mark(cov >= 0.99)}; distance/unit<=1.10"
+          f" {mark(dist <= 1.10)}; cost ratio<=2.0 {mark(cost <= 2.0)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES),
+                        help="comma-separated numbers of open lots")
+    parser.add_argument("--needs", type=int, default=DEFAULT_NEEDS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--reference", default=str(ROOT / "deploy" / "reference"))
+    args = parser.parse_args(argv)
+    ref = reference.load(args.reference)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    rows = [run_size(ref, n, args.needs, args.seed) for n in sizes]
+    report(rows)
+
+
+if __name__ == "__main__":
+    main()
