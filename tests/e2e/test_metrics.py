@@ -36,14 +36,19 @@ def test_handled_and_dead_lettered_events_are_counted(system):
     assert re.search(r"^relief_outbox_backlog \d+", text, re.M)
 
 
-def test_health_check_fails_without_the_broker_connection_and_passes_with_it(system):
+def healthz(port):
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def test_health_checks_answer_for_every_service_and_come_back_after_a_restart(system):
+    for name in ("intake", "donations", "volunteers", "matching", "accounting", "gateway"):
+        assert healthz(system.services.web_port(name)) == 200, name
     port = system.services.web_port("donations")
-    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-    # the gateway has no event consumers: healthy while its database answers
-    gw = system.services.web_port("gateway")
-    assert requests.get(f"http://127.0.0.1:{gw}/healthz", timeout=5).status_code == 200
     system.services.kill("donations", signal.SIGKILL)
+    assert healthz(port) is None
     system.services.start("donations")
     system.wait_consumers(["donations"])
-    eventually(lambda: requests.get(f"http://127.0.0.1:{port}/healthz",
-                                    timeout=5).status_code == 200)
+    eventually(lambda: healthz(port) == 200, what="donations healthy again")
