@@ -440,3 +440,28 @@ def volunteer_changed(store: MatchingStore, tx: Tx, ref: Reference, volunteer_id
             doc = next(d for d in waiting if d["_id"] == need.need_id)
             made += offer_next(store, tx, ref, doc, cfg, now)
     return made
+
+
+def withdraw(store: MatchingStore, tx: Tx, lot_id: str, quantity: float, unit: str,
+             reference: str, reason: str) -> dict[str, Any]:
+    """Take stock out of matching's reach before another service writes it off or moves it:
+    claimed exactly like an allocation, so stock is never both allocated and written off.
+    Idempotent by ``reference``. Returns ``{"ok": bool, "available": <in the lot's unit>}``."""
+    lot = store.get_lot(tx, lot_id)
+    if lot is None:
+        return {"ok": False, "error": f"unknown lot {lot_id!r}"}
+    store.serialise(tx, lot["category"])
+    done = store.get_withdrawal(tx, reference)
+    if done is not None:
+        return {"ok": True, "available": units.from_milli(lot["available"], lot["unit"]),
+                "repeated": True}
+    if not units.compatible(unit, lot["unit"]):
+        return {"ok": False, "error": f"{unit} does not measure lot {lot_id} ({lot['unit']})"}
+    milli = units.to_milli(quantity, unit)
+    if lot["available"] < milli:
+        return {"ok": False, "available": units.from_milli(lot["available"], lot["unit"]),
+                "error": "not enough unallocated stock in the lot"}
+    store.claim(tx, lot_id, milli)
+    store.record_withdrawal(tx, {"_id": reference, "lot_id": lot_id, "milli": milli,
+                                 "reason": reason, "at": contract.now()})
+    return {"ok": True, "available": units.from_milli(lot["available"] - milli, lot["unit"])}

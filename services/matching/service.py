@@ -96,6 +96,13 @@ class MatchingService(ServiceEndpoints):
         except handlers.OfferNotOpen:
             return None
 
+    @rpc
+    def withdraw(self, lot_id: str, quantity: float, unit: str, reference: str,
+                 reason: str) -> dict[str, Any]:
+        """Reserve unallocated stock of a lot for a write-off or transfer (idempotent)."""
+        return self.store.atomically(lambda tx: handlers.withdraw(
+            self.store, tx, lot_id, quantity, unit, reference, reason))
+
     def _escalate(self, need_id: str, now: Any, tx: Any) -> Any:
         return handlers.escalate(self.store, tx, self.reference, need_id, self.store.cfg, now)
 

@@ -25,6 +25,8 @@ class MatchingStore(BaseStore):
         "category_clock": [],
         # only the open needs, small: what the escalation timer scans
         "open_index": [],
+        # stock taken out of matching's reach (write-offs, transfers), by the caller's reference
+        "withdrawals": [],
         # matching's view of volunteers, fed by the volunteers service's events
         "volunteers": [[("skills", ASCENDING)]],
     }
@@ -106,6 +108,15 @@ class MatchingStore(BaseStore):
 
     def supply_docs(self) -> list[dict[str, Any]]:
         return list(self.db.supply.find({}, {"category": 1, "available": 1, "unit": 1}))
+
+    def get_lot(self, tx: Tx, lot_id: str) -> dict[str, Any] | None:
+        return self.db.supply.find_one({"_id": lot_id}, session=tx.session)
+
+    def get_withdrawal(self, tx: Tx, reference: str) -> dict[str, Any] | None:
+        return self.db.withdrawals.find_one({"_id": reference}, session=tx.session)
+
+    def record_withdrawal(self, tx: Tx, withdrawal: dict[str, Any]) -> None:
+        self.db.withdrawals.insert_one(withdrawal, session=tx.session)
 
     # -- volunteers view ------------------------------------------------------------------
     def upsert_volunteer(self, tx: Tx, volunteer_id: str, values: dict[str, Any]) -> None:
