@@ -187,6 +187,8 @@ class Services:
     log_dir: Path
     # the gateway's API port, and each other service's port for /metrics and /healthz
     web_ports: dict[str, int] = field(default_factory=dict)
+    # settings for one service only (e.g. its own broker user's AMQP_URI)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def web_port(self, name: str) -> int:
@@ -202,7 +204,8 @@ class Services:
         process = subprocess.Popen(
             [sys.executable, "-m", "nameko", "run", "--config", str(CONFIG), SERVICES[name]],
             cwd=ROOT, env={**self.env, "RELIEF_SERVICE": name,
-                           "WEB_SERVER_ADDRESS": f"0.0.0.0:{self.web_port(name)}"}, stdout=log,
+                           "WEB_SERVER_ADDRESS": f"0.0.0.0:{self.web_port(name)}",
+                           **self.service_env.get(name, {})}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = process
         return process

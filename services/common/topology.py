@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -193,6 +194,68 @@ class Management:
                 time.sleep(1)
 
 
+RPC_EXCHANGE = "nameko-rpc"
+
+
+def user_name(service: str) -> str:
+    return f"relief-{service}"
+
+
+def permissions(service: str) -> dict[str, str]:
+    """Least privilege for one service's broker user, from its consumers in the code: it may
+    declare, bind and read only its own queues (and its RPC queues), publish only to its own
+    events exchange, the RPC exchange and the dead-letter exchange."""
+    specs = consumer_specs([service_class(service)])
+    own_queues = [re.escape(s.name) for s in specs]
+    sources = sorted({re.escape(s.exchange) for s in specs})
+    rpc = [re.escape(f"rpc-{service}"), re.escape(f"rpc.reply-{service}-") + ".*",
+           re.escape(RPC_EXCHANGE)]
+    events = re.escape(event_exchange(service))
+
+    def alt(parts: list[str]) -> str:
+        return "^(" + "|".join(parts) + ")$"
+
+    return {
+        "configure": alt(own_queues + rpc + sources + [events]),
+        "write": alt(own_queues + rpc + [events, re.escape(DLX),
+                                          re.escape(UNROUTABLE_EXCHANGE)]),
+        "read": alt(own_queues + rpc + sources),
+    }
+
+
+def provision_users(mgmt: Management, passwords: dict[str, str]) -> list[str]:
+    """Create (or update) one broker user per service with its permissions in the vhost."""
+    made = []
+    for service, password in sorted(passwords.items()):
+        name = quote(user_name(service), safe="")
+        mgmt.request("PUT", f"users/{name}", {"password": password, "tags": ""})
+        mgmt.request("PUT", f"permissions/{mgmt.vhost}/{name}", permissions(service))
+        made.append(user_name(service))
+    return made
+
+
+MONITOR_USER = "relief-monitor"
+
+
+def provision_monitor(mgmt: Management, password: str) -> str:
+    """A read-only user for health and status pages (management API, tag ``monitoring``)."""
+    name = quote(MONITOR_USER, safe="")
+    mgmt.request("PUT", f"users/{name}", {"password": password, "tags": "monitoring"})
+    mgmt.request("PUT", f"permissions/{mgmt.vhost}/{name}",
+                 {"configure": "^$", "write": "^$", "read": ".*"})
+    return MONITOR_USER
+
+
+def service_passwords(environ: dict[str, str]) -> dict[str, str]:
+    """``RELIEF_AMQP_PASSWORD_<SERVICE>`` for each service that has one set."""
+    out = {}
+    for service in SERVICES:
+        value = environ.get(f"RELIEF_AMQP_PASSWORD_{service.upper()}")
+        if value:
+            out[service] = value
+    return out
+
+
 def deploy(config: dict[str, Any], classes: list[type] | None = None) -> list[QueueSpec]:
     """Declare the whole topology and apply the policies. Safe to run again at any time."""
     from services.common.config import settings
@@ -226,6 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     specs = deploy(config)
     print(f"relief-deploy: {len(specs)} consumer queues, dead-letter queues and policies in place")
+    passwords = service_passwords(dict(os.environ))
+    if passwords:
+        from services.common.config import settings
+
+        mgmt = Management(settings(config).management_uri, config["AMQP_URI"])
+        users = provision_users(mgmt, passwords)
+        if os.environ.get("RELIEF_MONITOR_PASSWORD"):
+            users.append(provision_monitor(mgmt, os.environ["RELIEF_MONITOR_PASSWORD"]))
+        print(f"relief-deploy: least-privilege broker users {', '.join(users)}")
     return 0
 
 
