@@ -167,11 +167,14 @@ class Management:
         vhost = unquote(urlparse(amqp_uri).path[1:]) or "/"
         self.vhost = quote(vhost, safe="")
 
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 5) -> Any:
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 5,
+                ok_missing: bool = False) -> Any:
         import requests
 
         response = requests.request(method, f"{self.base}/api/{path}", auth=self.auth,
                                     json=body, timeout=timeout)
+        if ok_missing and response.status_code == 404:
+            return None
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -270,6 +273,30 @@ def deploy(config: dict[str, Any], classes: list[type] | None = None) -> list[Qu
     return specs
 
 
+def obsolete_queues(queues: list[dict[str, Any]], specs: list[QueueSpec]) -> list[dict]:
+    """Event queues (and their dead-letter queues) no handler in the code reads any more:
+    left behind when a handler is renamed or removed."""
+    wanted = {s.name for s in specs} | {s.dlq for s in specs}
+    return [q for q in queues
+            if (q["name"].startswith(("evt-", "dlq.evt-")) and q["name"] not in wanted)]
+
+
+def prune(mgmt: Management, specs: list[QueueSpec]) -> tuple[list[str], list[str]]:
+    """Delete obsolete queues that are empty; return (deleted, kept because not empty).
+    A queue with messages is kept: drain or replay it first (``relief-ops dlq``)."""
+    deleted, kept = [], []
+    for q in obsolete_queues(mgmt.queues(), specs):
+        if q.get("messages", 0):
+            kept.append(f"{q['name']} ({q['messages']} messages)")
+            continue
+        mgmt.request("DELETE", f"queues/{mgmt.vhost}/{quote(q['name'], safe='')}?if-empty=true")
+        mgmt.request("DELETE", f"policies/{mgmt.vhost}/"
+                               f"{quote('relief-dlx-' + q['name'], safe='')}",
+                     ok_missing=True)
+        deleted.append(q["name"])
+    return deleted, kept
+
+
 def main(argv: list[str] | None = None) -> int:
     from services.common.config import load_config
 
@@ -278,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Declare Relief Exchange's exchanges, queues and broker policies.")
     parser.add_argument("--config", default="deploy/config.yaml")
     parser.add_argument("--print", action="store_true", help="print the topology, change nothing")
+    parser.add_argument("--prune", action="store_true",
+                        help="also delete empty queues of handlers that no longer exist "
+                             "(after a handler was renamed or removed)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.print:
@@ -289,6 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     specs = deploy(config)
     print(f"relief-deploy: {len(specs)} consumer queues, dead-letter queues and policies in place")
+    from services.common.config import settings as _settings
+
+    mgmt = Management(_settings(config).management_uri, config["AMQP_URI"])
+    if args.prune:
+        deleted, kept = prune(mgmt, specs)
+        for name in deleted:
+            print(f"relief-deploy: deleted obsolete queue {name}")
+        for name in kept:
+            print(f"relief-deploy: obsolete queue kept, not empty: {name}")
+    else:
+        for q in obsolete_queues(mgmt.queues(), specs):
+            print(f"relief-deploy: obsolete queue {q['name']} ({q.get('messages', 0)} messages);"
+                  " run with --prune once it is drained")
     passwords = service_passwords(dict(os.environ))
     if passwords:
         from services.common.config import settings
