@@ -284,12 +284,19 @@ def obsolete_queues(queues: list[dict[str, Any]], specs: list[QueueSpec]) -> lis
 def prune(mgmt: Management, specs: list[QueueSpec]) -> tuple[list[str], list[str]]:
     """Delete obsolete queues that are empty; return (deleted, kept because not empty).
     A queue with messages is kept: drain or replay it first (``relief-ops dlq``)."""
+    import requests
+
     deleted, kept = [], []
     for q in obsolete_queues(mgmt.queues(), specs):
-        if q.get("messages", 0):
-            kept.append(f"{q['name']} ({q['messages']} messages)")
+        try:
+            # the broker refuses (400) if the queue is not empty: its statistics may lag
+            mgmt.request("DELETE",
+                         f"queues/{mgmt.vhost}/{quote(q['name'], safe='')}?if-empty=true")
+        except requests.HTTPError as exc:
+            if exc.response is None or exc.response.status_code != 400:
+                raise
+            kept.append(f"{q['name']} (not empty)")
             continue
-        mgmt.request("DELETE", f"queues/{mgmt.vhost}/{quote(q['name'], safe='')}?if-empty=true")
         mgmt.request("DELETE", f"policies/{mgmt.vhost}/"
                                f"{quote('relief-dlx-' + q['name'], safe='')}",
                      ok_missing=True)
