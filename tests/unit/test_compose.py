@@ -10,25 +10,49 @@ import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 import yaml
 
-from services.common.topology import SERVICES
+from services.common.topology import MONITOR_USER, SERVICES, user_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CONFIG_FILE = ROOT / "deploy" / "config.yaml"
+ENV_EXAMPLE = ROOT / "deploy" / "compose" / "relief.env.example"
 CONFIG_ARG = ["--config", "deploy/config.yaml"]
 ONE_SHOT = "deploy"
+VHOST = "relief"
+BROKER_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
+CLUSTER_PROFILE = "cluster"
+ADMIN_VARS = ("RABBITMQ_ADMIN_USER", "RABBITMQ_ADMIN_PASSWORD")
+MONITOR_VAR = "RELIEF_MONITOR_PASSWORD"
 TOP_LEVEL_KEYS = {"version", "services", "volumes", "networks", "configs", "secrets"}
-# variables the compose file must work without (CI and a first local run set none of them)
-OPTIONAL_VARS = ("RELIEF_ADMIN_TOKEN", "RABBITMQ_USER", "RABBITMQ_PASSWORD", "RELIEF_QUEUE_TYPE",
-                 "RELIEF_DB_PREFIX", "LOG_LEVEL", "RELIEF_IMAGE_TAG")
+# a variable holding any of these is a secret: it must be required (${NAME:?...}), no default
+SECRET_WORDS = ("PASSWORD", "TOKEN", "COOKIE", "SECRET", "ADMIN_USER")
+# the gateway publishes a host port, so it runs once; every other service is a consumer
+SINGLE_INSTANCE = {"gateway"}
 
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
+
+
+def password_var(service: str) -> str:
+    return f"RELIEF_AMQP_PASSWORD_{service.upper()}"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out[name.strip()] = value.strip()
+    return out
+
+
+EXAMPLE = read_env_file(ENV_EXAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +66,37 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
 
-def interpolate(value: str) -> str:
-    """Compose-style ``${VAR:-default}`` with nothing set, as in CI."""
-    return _VAR.sub(lambda m: m.group("default") or "", value)
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose-style interpolation with the example env file, as `--env-file` does."""
+    env = EXAMPLE if env is None else env
+
+    def one(m: re.Match) -> str:
+        name, op = m.group("name"), m.group("op") or ""
+        if env.get(name) or (name in env and ":" not in op):
+            return env[name]
+        assert "?" not in op, f"required variable {name} is not in {ENV_EXAMPLE.name}"
+        return m.group("arg") if "-" in op else ""
+
+    return _VAR.sub(one, value)
+
+
+def variables(value: Any) -> list[str]:
+    return [m.group("name") for m in _VAR.finditer(str(value))]
 
 
 def argv(command: Any) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
+def raw_environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {k: interpolate(str(v)) for k, v in env.items()}
+    return {k: str(v) for k, v in env.items()}
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    return {k: interpolate(v) for k, v in raw_environment(service).items()}
 
 
 def healthcheck_text(service: dict[str, Any]) -> str:
@@ -73,6 +114,24 @@ def depends(service: dict[str, Any]) -> dict[str, str]:
 
 def app_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: services[name] for name in SERVICES if name in services}
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> source of each volume."""
+    return {str(v).split(":")[1]: str(v).split(":")[0] for v in service.get("volumes", [])}
+
+
+def compose_cli() -> str | None:
+    return shutil.which("docker-compose") or (
+        "/usr/bin/docker-compose" if os.path.exists("/usr/bin/docker-compose") else None)
+
+
+def run_compose(cli: str, *args: str) -> subprocess.CompletedProcess:
+    # none of the file's variables from this shell: only the env file (or nothing) counts
+    named = set(variables(COMPOSE_FILE.read_text(encoding="utf-8")))
+    env = {k: v for k, v in os.environ.items() if k not in named}
+    return subprocess.run([cli, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_every_service_has_a_compose_service_running_its_class(services):
@@ -130,13 +189,14 @@ def test_rabbitmq_has_a_healthcheck_and_the_plugins_operators_need(services):
     assert plugin_mounts, "enabled_plugins is not mounted"
     plugins = (ROOT / plugin_mounts[0].split(":")[0]).read_text(encoding="utf-8")
     assert "rabbitmq_management" in plugins and "rabbitmq_prometheus" in plugins
-    for name, service in app_services(services).items():
+    for name, service in [*app_services(services).items(), (ONE_SHOT, services[ONE_SHOT])]:
         env = environment(service)
         amqp = urlparse(env["AMQP_URI"])
-        mgmt = urlparse(env["RABBIT_MANAGEMENT_URI"])
         assert (amqp.scheme, amqp.hostname, amqp.port) == ("amqp", "rabbitmq", 5672), name
-        assert (mgmt.hostname, mgmt.port) == ("rabbitmq", 15672), name
         assert amqp.username and amqp.password, f"{name}: AMQP_URI has no credentials"
+        if "RABBIT_MANAGEMENT_URI" in env:
+            mgmt = urlparse(env["RABBIT_MANAGEMENT_URI"])
+            assert (mgmt.hostname, mgmt.port) == ("rabbitmq", 15672), name
 
 
 def test_data_lives_in_named_volumes(compose, services):
@@ -149,11 +209,15 @@ def test_data_lives_in_named_volumes(compose, services):
 
 def test_environment_names_are_ones_the_config_reads(services):
     read = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", CONFIG_FILE.read_text(encoding="utf-8")))
-    needed = {"AMQP_URI", "MONGO_URI", "RABBIT_MANAGEMENT_URI", "RELIEF_ADMIN_TOKEN"}
+    # the topology step reads the broker users' passwords from its environment directly
+    provisioning = {password_var(s) for s in SERVICES} | {MONITOR_VAR}
+    needed = {name: {"AMQP_URI", "MONGO_URI"} for name in [*SERVICES, ONE_SHOT]}
+    needed["gateway"] |= {"RABBIT_MANAGEMENT_URI", "RELIEF_ADMIN_TOKEN"}
+    needed[ONE_SHOT] |= {"RABBIT_MANAGEMENT_URI"} | provisioning
     for name in [*SERVICES, ONE_SHOT]:
         env = environment(services[name])
-        assert needed <= set(env), (name, sorted(needed - set(env)))
-        unknown = set(env) - read
+        assert needed[name] <= set(env), (name, sorted(needed[name] - set(env)))
+        unknown = set(env) - read - (provisioning if name == ONE_SHOT else set())
         assert not unknown, f"{name} sets variables deploy/config.yaml never reads: {unknown}"
 
 
@@ -162,7 +226,7 @@ def test_gateway_publishes_8000_and_checks_health(services):
     published = [str(p) for p in gateway.get("ports", [])]
     assert any(p.rsplit(":", 1)[-1].split("/")[0] == "8000" for p in published), published
     check = healthcheck_text(gateway)
-    assert "/health" in check and ":8000" in check
+    assert "127.0.0.1:8000/healthz" in check
     assert environment(gateway)["WEB_SERVER_ADDRESS"].endswith(":8000")
 
 
@@ -205,11 +269,181 @@ def test_compose_file_is_valid(compose, services):
             source = str(volume).split(":")[0]
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name} uses undeclared volume {source}"
-    cli = shutil.which("docker-compose") or (
-        "/usr/bin/docker-compose" if os.path.exists("/usr/bin/docker-compose") else None)
+    cli = compose_cli()
     if cli is None:
         return  # the structural checks above stand in for the parser on this machine
-    env = {k: v for k, v in os.environ.items() if k not in OPTIONAL_VARS}
-    result = subprocess.run([cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = run_compose(cli, "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE),
+                         "config", "-q")
     assert result.returncode == 0, result.stderr or result.stdout
+
+
+# -- least privilege on the broker ------------------------------------------------------------
+def test_the_broker_has_the_relief_vhost_and_a_required_admin(services):
+    for node in BROKER_NODES:
+        env = raw_environment(services[node])
+        assert env.get("RABBITMQ_DEFAULT_VHOST") == VHOST, node
+        assert env["RABBITMQ_DEFAULT_USER"].startswith("${RABBITMQ_ADMIN_USER:?"), node
+        assert env["RABBITMQ_DEFAULT_PASS"].startswith("${RABBITMQ_ADMIN_PASSWORD:?"), node
+
+
+def test_only_the_broker_and_the_one_shot_know_the_admin(services):
+    allowed = {*BROKER_NODES, ONE_SHOT}
+    for name, service in services.items():
+        used = set(variables(service.get("environment"))) & set(ADMIN_VARS)
+        assert not used or name in allowed, f"{name} is given the broker admin: {used}"
+    deploy = environment(services[ONE_SHOT])
+    admin = EXAMPLE["RABBITMQ_ADMIN_USER"]
+    assert urlparse(deploy["AMQP_URI"]).username == admin
+    assert urlparse(deploy["AMQP_URI"]).path == f"/{VHOST}"
+    assert urlparse(deploy["RABBIT_MANAGEMENT_URI"]).username == admin
+
+
+def test_every_service_connects_as_its_own_user_in_the_vhost(services):
+    admin = EXAMPLE["RABBITMQ_ADMIN_USER"]
+    for name, service in app_services(services).items():
+        raw = raw_environment(service)["AMQP_URI"]
+        assert variables(raw) == [password_var(name)], f"{name}: {raw}"
+        uri = urlparse(interpolate(raw))
+        assert unquote(uri.username or "") == user_name(name) != admin, (name, uri.username)
+        assert uri.password == EXAMPLE[password_var(name)], name
+        assert uri.path == f"/{VHOST}", f"{name} is not on the {VHOST} vhost: {uri.path}"
+
+
+def test_the_one_shot_provisions_every_services_user_with_the_same_password(services):
+    raw = raw_environment(services[ONE_SHOT])
+    for name in SERVICES:
+        var = password_var(name)
+        assert raw.get(var, "").startswith(f"${{{var}:?"), f"deploy does not get {var}"
+    assert raw.get(MONITOR_VAR, "").startswith(f"${{{MONITOR_VAR}:?"), "no monitor password"
+
+
+def test_only_the_gateway_reads_the_management_api_as_the_monitor(services):
+    for name, service in app_services(services).items():
+        env = environment(service)
+        if name != "gateway":
+            assert "RABBIT_MANAGEMENT_URI" not in env, f"{name} needs no management API"
+            continue
+        raw = raw_environment(service)["RABBIT_MANAGEMENT_URI"]
+        assert variables(raw) == [MONITOR_VAR], raw
+        assert urlparse(interpolate(raw)).username == MONITOR_USER
+
+
+def test_no_secret_has_a_default():
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    found = [m for m in _VAR.finditer(text) if any(w in m.group("name") for w in SECRET_WORDS)]
+    assert found, "no secrets found: the pattern is wrong"
+    loose = sorted({m.group(0) for m in found if m.group("op") != ":?"})
+    assert not loose, f"secrets with a default or allowed empty: {loose}"
+
+
+def test_the_env_example_lists_every_variable_with_a_comment():
+    named = set(variables(COMPOSE_FILE.read_text(encoding="utf-8")))
+    listed = set(EXAMPLE)
+    assert named - listed == set(), f"missing from {ENV_EXAMPLE.name}: {named - listed}"
+    assert listed - named == set(), f"not used by docker-compose.yml: {listed - named}"
+    commented = False
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line:
+            commented = False
+        elif line.startswith("#"):
+            commented = True
+        else:
+            assert commented, f"no comment above {line.split('=')[0]}"
+    for name in named:
+        if any(w in name for w in SECRET_WORDS) and name != "RABBITMQ_ADMIN_USER":
+            # placeholders an operator cannot mistake for a real secret
+            assert "change-me" in EXAMPLE[name], name
+
+
+# -- health and scaling -----------------------------------------------------------------------
+def test_every_service_checks_its_healthz(services):
+    for name, service in app_services(services).items():
+        check = healthcheck_text(service)
+        assert "127.0.0.1:8000/healthz" in check, f"{name}: {check}"
+        assert environment(service)["WEB_SERVER_ADDRESS"].endswith(":8000"), name
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_consumers_declare_replicas(services):
+    for name, service in app_services(services).items():
+        replicas = (service.get("deploy") or {}).get("replicas")
+        if name in SINGLE_INSTANCE:
+            assert replicas in (None, 1), f"{name} publishes a host port: one instance"
+            continue
+        assert str(replicas) == f"${{{name.upper()}_REPLICAS:-1}}", (name, replicas)
+        assert int(interpolate(str(replicas))) >= 1
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    # docker-compose 1.x ignores deploy.replicas: operators must be told so
+    assert "--compatibility" in text and "--scale" in text
+
+
+# -- the cluster profile ----------------------------------------------------------------------
+def test_the_cluster_profile_adds_two_nodes_sharing_cookie_and_config(compose, services):
+    assert not services["rabbitmq"].get("profiles"), "node 1 must run without the profile"
+    cookies, configs, data = set(), set(), set()
+    for node in BROKER_NODES:
+        service = services[node]
+        if node != "rabbitmq":
+            assert service.get("profiles") == [CLUSTER_PROFILE], node
+            # after node 1 is up, so it joins node 1 instead of forming a cluster of its own
+            assert depends(service).get("rabbitmq") == "service_healthy", node
+        assert service.get("hostname") == node, f"{node}: the node name must be stable"
+        assert "rabbitmq-diagnostics" in healthcheck_text(service), node
+        cookie = raw_environment(service).get("RABBITMQ_ERLANG_COOKIE", "")
+        assert cookie.startswith("${RABBITMQ_ERLANG_COOKIE:?"), node
+        cookies.add(cookie)
+        paths = mounts(service)
+        conf = [path for path in paths if path.startswith("/etc/rabbitmq/conf.d/")]
+        assert conf, f"{node} does not mount the cluster config"
+        configs.add((conf[0], paths[conf[0]]))
+        assert paths.get("/etc/rabbitmq/enabled_plugins"), node
+        data.add(paths["/var/lib/rabbitmq"])
+    assert len(cookies) == 1 and len(configs) == 1, (cookies, configs)
+    assert len(data) == 3 and data <= set(compose["volumes"]), data
+    conf_text = (ROOT / configs.pop()[1]).read_text(encoding="utf-8")
+    assert re.search(r"^cluster_formation\.peer_discovery_backend\s*=\s*classic_config",
+                     conf_text, re.M)
+    listed = set(re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+\s*=\s*(\S+)",
+                            conf_text, re.M))
+    assert listed == {f"rabbit@{node}" for node in BROKER_NODES}, listed
+
+
+def test_the_quorum_switch_is_documented_for_the_cluster():
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert "RELIEF_QUEUE_TYPE=quorum" in text and "BEFORE the first start" in text
+
+
+# -- metrics ----------------------------------------------------------------------------------
+def test_prometheus_scrapes_the_broker_and_every_service(services):
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    paths = mounts(prometheus)
+    source = paths.get("/etc/prometheus/prometheus.yml")
+    assert source, "prometheus.yml is not mounted"
+    config = yaml.safe_load((ROOT / source).read_text(encoding="utf-8"))
+    targets: set[str] = set()
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics", job["job_name"]
+        for static in job.get("static_configs", []):
+            targets |= set(static["targets"])
+        for dns in job.get("dns_sd_configs", []):
+            targets |= {f"{name}:{dns['port']}" for name in dns["names"]}
+    assert "rabbitmq:15692" in targets, targets
+    missing = {f"{name}:8000" for name in SERVICES} - targets
+    assert not missing, f"not scraped: {missing}"
+    unknown = {t.split(":")[0] for t in targets} - set(services)
+    assert not unknown, f"scrape targets that are no compose service: {unknown}"
+
+
+def test_compose_refuses_to_start_without_the_secrets():
+    cli = compose_cli()
+    # yaml-only stand-in: a required secret has no value without the env file
+    with pytest.raises(AssertionError, match="required variable"):
+        interpolate("${RABBITMQ_ADMIN_PASSWORD:?}", env={})
+    if cli is None:
+        return
+    result = run_compose(cli, "-f", str(COMPOSE_FILE), "config", "-q")
+    assert result.returncode != 0
+    assert "mandatory" in (result.stderr + result.stdout).lower() or "required" in (
+        result.stderr + result.stdout).lower(), result.stderr
