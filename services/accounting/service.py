@@ -1,14 +1,20 @@
-"""Accounting: an append-only ledger of goods in, goods allocated and volunteer hours,
-fed only by events; the coalition's figures are sums over it."""
+"""Accounting: an append-only ledger of goods in, allocated and written off, approved
+volunteer hours, organisations and training, fed only by events; the coalition's figures
+(reports, reconciliation, the bulletin) are sums over it."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from typing import Any
 
 from nameko.rpc import rpc
 
+from services.accounting import reports
 from services.accounting.store import AccountingStore
+from services.common import units
 from services.common.contract import Event
+from services.common.deps import ReferenceProvider
 from services.common.handler import on_event
 from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
@@ -18,41 +24,107 @@ class AccountingService(ServiceEndpoints):
     name = "accounting"
 
     store: AccountingStore = StoreProvider(AccountingStore, emits=False)
+    reference = ReferenceProvider()
+
+    def _append(self, event: Event, consumer: str, make: Callable[..., dict]) -> None:
+        entry = make(event)
+        self.store.atomically(lambda tx: self.store.append(tx, entry),
+                              event=event, consumer=consumer)
 
     @on_event("donations", "donation_received")
     def on_donation_received(self, event: Event) -> None:
-        d = event.data
-        entry = {"_id": f"in:{d.get('lot_id') or d['donation_id']}", "kind": "goods_in",
-                 "category": d["category"], "quantity": d["quantity"], "unit": d["unit"],
-                 "value_yuan": d["value_yuan"], "location_id": d["location_id"],
-                 "donor": d["donor"]["name"], "donor_kind": d["donor"]["kind"],
-                 "programme": d.get("programme"), "at": event.occurred_at,
-                 "event_id": event.event_id}
-        self.store.atomically(lambda tx: self.store.append(tx, entry),
-                              event=event, consumer="on_donation_received")
+        self._append(event, "on_donation_received", lambda e: reports.goods_in_entry(
+            self.reference, e.data, e.occurred_at, e.event_id))
 
     @on_event("matching", "assignment_made")
     def on_assignment_made(self, event: Event) -> None:
-        d = event.data
-        entry = {"_id": f"allocated:{d['assignment_id']}", "kind": "goods_allocated",
-                 "category": d["category"], "quantity": d["lot_quantity"],
-                 "unit": d["lot_unit"], "value_yuan": d["value_yuan"],
-                 "location_id": d["location_id"], "community_id": d["community_id"],
-                 "need_id": d["need_id"], "programme": d.get("programme"),
-                 "at": event.occurred_at, "event_id": event.event_id}
-        self.store.atomically(lambda tx: self.store.append(tx, entry),
-                              event=event, consumer="on_assignment_made")
+        self._append(event, "on_assignment_made", lambda e: reports.allocated_entry(
+            self.reference, e.data, e.occurred_at, e.event_id))
 
+    @on_event("donations", "stock_changed")
+    def on_stock_changed(self, event: Event) -> None:
+        # allocations are booked from assignment_made; only write-offs are new here
+        if event.data["reason"] != "written_off":
+            return
+        self._append(event, "on_stock_changed", lambda e: reports.written_off_entry(
+            self.reference, e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "hours_approved")
+    def on_hours_approved(self, event: Event) -> None:
+        self._append(event, "on_hours_approved",
+                     lambda e: reports.hours_entry(e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "hours_rejected")
+    def on_hours_rejected(self, event: Event) -> None:
+        # kept for the audit trail; no figure ever counts a rejected hour
+        self._append(event, "on_hours_rejected",
+                     lambda e: reports.rejected_hours_entry(e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "volunteer_registered")
+    def on_volunteer_registered(self, event: Event) -> None:
+        self._append(event, "on_volunteer_registered",
+                     lambda e: reports.volunteer_entry(e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "organisation_registered")
+    def on_organisation_registered(self, event: Event) -> None:
+        self._append(event, "on_organisation_registered",
+                     lambda e: reports.organisation_entry(e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "training_held")
+    def on_training_held(self, event: Event) -> None:
+        self._append(event, "on_training_held",
+                     lambda e: reports.training_entry(e.data, e.occurred_at, e.event_id))
+
+    # -- reads ------------------------------------------------------------------------------
     @rpc
     def totals(self) -> dict[str, Any]:
-        """Quantity and yuan per (kind, category, unit): the bulletin's raw figures."""
-        out: dict[str, dict[str, Any]] = {}
+        """Quantity and yuan per (kind, category) in the category's unit."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
         for e in self.store.entries():
-            key = f"{e['kind']}/{e['category']}/{e['unit']}"
-            row = out.setdefault(key, {"kind": e["kind"], "category": e["category"],
-                                       "unit": e["unit"], "quantity": 0.0, "value_yuan": 0.0,
-                                       "entries": 0})
-            row["quantity"] = round(row["quantity"] + e["quantity"], 6)
-            row["value_yuan"] = round(row["value_yuan"] + e["value_yuan"], 2)
+            if e["kind"] not in (*reports.GOODS_KINDS, "hours"):
+                continue
+            unit = "hour" if e["kind"] == "hours" else reports.category_unit(
+                self.reference, e["category"], [e])
+            row = rows.setdefault((e["kind"], e["category"]), {
+                "kind": e["kind"], "category": e["category"], "unit": unit, "milli": 0,
+                "fen": 0, "entries": 0})
+            row["milli"] += e["milli"]
+            row["fen"] += e["value_fen"]
             row["entries"] += 1
-        return {"rows": sorted(out.values(), key=lambda r: (r["kind"], r["category"]))}
+        out = [{"kind": r["kind"], "category": r["category"], "unit": r["unit"],
+                "quantity": units.from_milli(r["milli"], r["unit"]),
+                "value_yuan": reports.yuan(r["fen"]), "entries": r["entries"]}
+               for _, r in sorted(rows.items())]
+        return {"rows": out}
+
+    @rpc
+    def report(self, by: str = "category", start: str | None = None,
+               end: str | None = None) -> dict[str, Any]:
+        rows = reports.report(self.reference, self.store.entries(), by, start, end)
+        return {"by": by, "from": start, "to": end, "rows": rows}
+
+    @rpc
+    def bulletin(self, lang: str = "zh-CN", start: str | None = None,
+                 end: str | None = None) -> dict[str, Any]:
+        figures = reports.bulletin_figures(self.reference, self.store.entries(), start, end)
+        return {**figures, "lang": lang,
+                "text": reports.bulletin_text(self.reference, figures, lang)}
+
+    @rpc
+    def reconcile(self, stock: list[dict[str, Any]]) -> dict[str, Any]:
+        """Compare the ledger with donations' stock (passed in: accounting reads no other
+        service's database)."""
+        return reports.reconcile(self.reference, self.store.entries(), stock)
+
+    @rpc
+    def export(self, fmt: str = "csv", by: str = "category", start: str | None = None,
+               end: str | None = None) -> dict[str, Any]:
+        """The report as CSV text, or as an XLSX workbook (base64) with the bulletin sheet."""
+        entries = self.store.entries()
+        rows = reports.report(self.reference, entries, by, start, end)
+        if fmt == "csv":
+            return {"content_type": "text/csv; charset=utf-8", "text": reports.to_csv(rows)}
+        figures = reports.bulletin_figures(self.reference, entries, start, end)
+        return {"content_type": ("application/vnd.openxmlformats-officedocument."
+                                 "spreadsheetml.sheet"),
+                "base64": base64.b64encode(reports.to_xlsx(rows, figures)).decode("ascii")}

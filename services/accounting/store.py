@@ -10,7 +10,7 @@ from services.common.store import BaseStore, Tx
 
 
 class AccountingStore(BaseStore):
-    collections = {"ledger": [[("category", ASCENDING)]]}
+    collections = {"ledger": [[("category", ASCENDING)], [("kind", ASCENDING)]]}
 
     def append(self, tx: Tx, entry: dict[str, Any]) -> bool:
         """Append an entry; its id is derived from its cause, so it is written once."""
@@ -20,4 +20,5 @@ class AccountingStore(BaseStore):
         return True
 
     def entries(self) -> list[dict[str, Any]]:
+        # reports scan the whole ledger: they are off the hot path (DESIGN.md)
         return list(self.db.ledger.find({}))

@@ -27,6 +27,9 @@ VALUE_METHODS = ("declared", "market", "donor_stated")
 TIERS = ("community", "street", "district")
 OFFER_OUTCOMES = ("accepted", "declined", "lapsed", "withdrawn")
 STOCK_REASONS = ("received", "allocated", "released", "written_off", "transferred")
+WRITE_OFF_REASONS = ("expired", "damaged", "lost")
+ORGANISATION_ROLES = ("founding", "member")
+ORGANISATION_KINDS = ("social_organisation", "social_enterprise", "company")
 
 # Event types that outside systems may publish to the ``relief.intake`` exchange.
 INTAKE_TYPES = (
@@ -193,6 +196,11 @@ class StockChanged(DataSchema):
     unit = _unit(required=True)
     reason = fields.String(required=True, validate=validate.OneOf(STOCK_REASONS))
     assignment_id = _id()
+    # write-offs: why, and the share of the lot's intake value that left with the goods
+    write_off_id = _id()
+    write_off_reason = fields.String(validate=validate.OneOf(WRITE_OFF_REASONS))
+    value_yuan = _non_negative()
+    programme = fields.String(validate=validate.Length(max=200))
 
 
 class VolunteerAvailabilityChanged(DataSchema):
@@ -211,6 +219,39 @@ class HoursApproved(DataSchema):
     date = fields.Date(required=True)
     activity = _id()
     programme = fields.String()
+    assignment_id = _id()
+    organisation_id = _id()
+
+
+class HoursRejected(DataSchema):
+    """A coordinator rejected logged hours: they never count."""
+
+    hours_id = _id(required=True)
+    volunteer_id = _id(required=True)
+    hours = _positive(required=True)
+    date = fields.Date(required=True)
+    activity = _id()
+    programme = fields.String()
+
+
+class OrganisationRegistered(DataSchema):
+    """A founding or member organisation of the coalition (its contacts stay in volunteers)."""
+
+    organisation_id = _id(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    role = fields.String(required=True, validate=validate.OneOf(ORGANISATION_ROLES))
+    kind = fields.String(required=True, validate=validate.OneOf(ORGANISATION_KINDS))
+    area_id = _id()
+
+
+class TrainingHeld(DataSchema):
+    """A training session and how many attended it."""
+
+    session_id = _id(required=True)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    date = fields.Date(required=True)
+    attendances = fields.Integer(required=True, validate=validate.Range(min=0))
+    programme = fields.String(validate=validate.Length(max=200))
 
 
 class OfferMade(DataSchema):
@@ -263,6 +304,9 @@ EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
     "stock_changed": StockChanged,
     "volunteer_availability_changed": VolunteerAvailabilityChanged,
     "hours_approved": HoursApproved,
+    "hours_rejected": HoursRejected,
+    "organisation_registered": OrganisationRegistered,
+    "training_held": TrainingHeld,
     "offer_made": OfferMade,
     "offer_accepted": OfferAnswered,
     "offer_released": OfferAnswered,
@@ -276,7 +320,8 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "intake": INTAKE_TYPES,
     "donations": ("donation_received", "stock_changed"),
     "volunteers": ("volunteer_registered", "volunteer_availability_changed", "hours_approved",
-                   "status_report_missing"),
+                   "status_report_missing", "hours_rejected", "organisation_registered",
+                   "training_held"),
     "matching": ("assignment_made", "need_fulfilled", "need_escalated", "need_expired",
                  "offer_made", "offer_accepted", "offer_released"),
     "notifications": ("notification_sent", "notification_failed"),

@@ -187,12 +187,87 @@ def openapi() -> dict[str, Any]:
             "/api/categories": {"get": {"summary": "The category catalogue with units",
                                         "responses": {"200": answer("categories"),
                                                       **read_errors}}},
+            **domain_paths(body, answer, error, errors, read_errors),
             "/health": {"get": {
                 "summary": "Broker and database reachability, consumers per queue (no auth)",
                 "security": [],
                 "responses": {"200": answer("healthy"), "503": answer("broker or database "
                                                                       "unreachable")}}},
         },
+    }
+
+
+def domain_paths(body: Any, answer: Any, error: dict, errors: dict,
+                 read_errors: dict) -> dict[str, Any]:
+    """Coordinators' domain routes (``services/gateway/domain_routes.py``)."""
+    from services.gateway import domain_routes as d
+
+    def path_param(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def query(schema: Schema) -> list[dict[str, Any]]:
+        return [{"name": f.data_key or name, "in": "query", "required": False,
+                 "schema": field_schema(f)} for name, f in schema.fields.items()]
+
+    refused = {"409": answer("refused (already decided, or not enough stock)", error)}
+    missing = {"404": answer("unknown (it may still be on its way)", error)}
+    return {
+        "/api/hours": {
+            "post": {"summary": "Log volunteer hours (an hours_logged event); pending until "
+                                "a coordinator decides",
+                     "requestBody": body(d.HoursBody()),
+                     "responses": {"202": answer("accepted"), **errors}},
+            "get": {"summary": "Logged hours, by status (pending, approved, rejected)",
+                    "parameters": query(d.HoursQuery()),
+                    "responses": {"200": answer("hours"), **errors}}},
+        "/api/hours/{hours_id}/decision": {"post": {
+            "summary": "Approve (hours_approved: counted) or reject (hours_rejected: never "
+                       "counted) pending hours; the same decision again is harmless",
+            "parameters": [path_param("hours_id")], "requestBody": body(d.DecisionBody()),
+            "responses": {"200": answer("decided"), **missing, **refused, **errors}}},
+        "/api/lots/{lot_id}/write-offs": {"post": {
+            "summary": "Write off stock (expired, damaged, lost): taken from matching's reach "
+                       "first, then a stock_changed event; idempotent by request_id",
+            "parameters": [path_param("lot_id")], "requestBody": body(d.WriteOffBody()),
+            "responses": {"200": answer("the lot after the write-off"), **missing, **refused,
+                          **errors}}},
+        "/api/donations/{donation_id}/receipt": {"get": {
+            "summary": "The numbered donor receipt, printable HTML (zh-CN or en)",
+            "parameters": [path_param("donation_id"), *query(d.LangQuery())],
+            "responses": {"200": {"description": "HTML; header X-Receipt-No",
+                                  "content": {"text/html": {}}}, **missing, **errors}}},
+        "/api/organisations": {
+            "post": {"summary": "Register a founding or member organisation with its contacts",
+                     "requestBody": body(d.OrganisationBody()),
+                     "responses": {"201": answer("registered (created: false if known)"),
+                                   **errors}},
+            "get": {"summary": "Organisations (without contacts)",
+                    "responses": {"200": answer("organisations"), **read_errors}}},
+        "/api/training": {"post": {
+            "summary": "Record a training session and its attendance",
+            "requestBody": body(d.TrainingBody()),
+            "responses": {"201": answer("recorded (created: false if known)"), **errors}}},
+        "/api/ledger/report": {"get": {
+            "summary": "Received, allocated, written off, in stock (quantity and yuan) and "
+                       "approved hours, by category, donor, street, community, programme or date",
+            "parameters": query(d.ReportQuery()),
+            "responses": {"200": answer("report rows"), **errors}}},
+        "/api/ledger/export": {"get": {
+            "summary": "The report as CSV or XLSX (with a bulletin sheet)",
+            "parameters": query(d.ExportQuery()),
+            "responses": {"200": {"description": "the file", "content": {
+                "text/csv": {}, "application/vnd.openxmlformats-officedocument."
+                                "spreadsheetml.sheet": {}}}, **errors}}},
+        "/api/bulletin": {"get": {
+            "summary": "The coalition bulletin (zh-CN or en): goods with units and values, "
+                       "volunteers and approved hours, organisations, training, programmes",
+            "parameters": query(d.BulletinQuery()),
+            "responses": {"200": answer("figures and text (format=text: plain text)"),
+                          **errors}}},
+        "/api/reconciliation": {"get": {
+            "summary": "received = allocated + in stock + written off, per category and "
+                       "warehouse; differences lists every row that does not hold",
+            "responses": {"200": answer("balanced, rows, differences"), **read_errors}}},
     }
 
 

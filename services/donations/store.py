@@ -1,4 +1,4 @@
-"""Donations' storage: donations, lots and stock movements."""
+"""Donations' storage: donations, lots, stock movements and the receipt counter."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class DonationsStore(BaseStore):
         "donations": [],
         "lots": [[("category", ASCENDING)]],
         "movements": [[("lot_id", ASCENDING)]],
+        "counters": [],
     }
 
     def insert_donation(self, tx: Tx, donation: dict[str, Any], lot: dict[str, Any]) -> bool:
@@ -27,10 +28,23 @@ class DonationsStore(BaseStore):
         self.db.lots.insert_one(lot, session=tx.session)
         return True
 
+    def next_number(self, tx: Tx, counter: str) -> int:
+        """The next number of a sequence, in the caller's transaction (so a number is used
+        by exactly one committed donation)."""
+        self.db.counters.update_one({"_id": counter}, {"$inc": {"n": 1}}, upsert=True,
+                                    session=tx.session)
+        return int(self.db.counters.find_one({"_id": counter}, session=tx.session)["n"])
+
     def take(self, tx: Tx, lot_id: str, milli: int) -> dict[str, Any]:
+        return self._move(tx, lot_id, milli, "allocated")
+
+    def write_off(self, tx: Tx, lot_id: str, milli: int) -> dict[str, Any]:
+        return self._move(tx, lot_id, milli, "written_off")
+
+    def _move(self, tx: Tx, lot_id: str, milli: int, to: str) -> dict[str, Any]:
         result = self.db.lots.update_one(
             {"_id": lot_id, "available": {"$gte": milli}},
-            {"$inc": {"available": -milli, "allocated": milli}},
+            {"$inc": {"available": -milli, to: milli}},
             session=tx.session,
         )
         if result.modified_count != 1:
@@ -40,6 +54,19 @@ class DonationsStore(BaseStore):
     def record_movement(self, tx: Tx, movement: dict[str, Any]) -> None:
         self.db.movements.insert_one(movement, session=tx.session)
 
-    def lots(self, category: str | None = None) -> list[dict[str, Any]]:
-        query = {"category": category} if category else {}
+    def movement(self, movement_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        return self.db.movements.find_one({"_id": movement_id},
+                                          session=tx.session if tx else None)
+
+    def lot(self, lot_id: str) -> dict[str, Any] | None:
+        return self.db.lots.find_one({"_id": lot_id})
+
+    def donation(self, donation_id: str) -> dict[str, Any] | None:
+        return self.db.donations.find_one({"_id": donation_id})
+
+    def lots(self, category: str | None = None,
+             location_id: str | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"category": category} if category else {}
+        if location_id:
+            query["location_id"] = location_id
         return list(self.db.lots.find(query))

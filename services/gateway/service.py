@@ -20,13 +20,14 @@ from services.common.store import StoreProvider
 from services.common.topology import Management
 from services.gateway import schemas
 from services.gateway.http import authorised, error, json_body, respond, token_ok
+from services.gateway.domain_routes import DomainRoutes
 from services.gateway.status import StatusRoutes, queue_rows
 from services.gateway.store import GatewayStore
 
 log = logging.getLogger(__name__)
 
 
-class GatewayService(StatusRoutes, ServiceEndpoints):
+class GatewayService(DomainRoutes, StatusRoutes, ServiceEndpoints):
     name = "gateway"
 
     store: GatewayStore = StoreProvider(GatewayStore, emits=False)

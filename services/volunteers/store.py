@@ -1,7 +1,9 @@
-"""Volunteers' storage: volunteers (with their contact), health checks and logged hours."""
+"""Volunteers' storage: volunteers (with their contact), health checks, logged hours,
+organisations (with their contacts) and training sessions."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
@@ -13,7 +15,9 @@ class VolunteersStore(BaseStore):
     collections = {
         "volunteers": [[("home_community_id", ASCENDING)]],
         "health_checks": [[("volunteer_id", ASCENDING)]],
-        "hours": [[("volunteer_id", ASCENDING)]],
+        "hours": [[("volunteer_id", ASCENDING)], [("status", ASCENDING)]],
+        "organisations": [],
+        "training": [],
     }
 
     def upsert_volunteer(self, tx: Tx, volunteer: dict[str, Any]) -> bool:
@@ -28,6 +32,30 @@ class VolunteersStore(BaseStore):
         self.db[collection].insert_one(doc, session=tx.session)
         return True
 
+    def get(self, tx: Tx, collection: str, doc_id: str) -> dict[str, Any] | None:
+        return self.db[collection].find_one({"_id": doc_id}, session=tx.session)
+
     def set_fields(self, tx: Tx, volunteer_id: str, values: dict[str, Any]) -> None:
         self.db.volunteers.update_one({"_id": volunteer_id}, {"$set": values},
                                       session=tx.session)
+
+    def set_status(self, tx: Tx, hours_id: str, status: str, note: str | None,
+                   at: datetime) -> None:
+        # conditional on "pending": two coordinators deciding at once cannot both win
+        result = self.db.hours.update_one(
+            {"_id": hours_id, "status": "pending"},
+            {"$set": {"status": status, "decided_at": at, "note": note}}, session=tx.session)
+        if result.modified_count != 1:
+            raise RuntimeError(f"hours {hours_id} were decided concurrently")
+
+    def hours(self, status: str | None = None,
+              volunteer_id: str | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if status:
+            query["status"] = status
+        if volunteer_id:
+            query["volunteer_id"] = volunteer_id
+        return list(self.db.hours.find(query))
+
+    def all(self, collection: str) -> list[dict[str, Any]]:
+        return list(self.db[collection].find({}))
