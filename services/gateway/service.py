@@ -19,8 +19,8 @@ from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
 from services.common.topology import Management
 from services.gateway import schemas
-from services.gateway.http import authorised, error, json_body, respond, token_ok
 from services.gateway.domain_routes import DomainRoutes
+from services.gateway.http import authorised, error, json_body, respond, token_ok
 from services.gateway.status import StatusRoutes, queue_rows
 from services.gateway.store import GatewayStore
 
