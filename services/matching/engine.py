@@ -8,8 +8,9 @@ Rules (the event spine's first chain; fuller rules arrive with escalation and fa
   (1), the district warehouse (2). Other communities' warehouses become eligible only once the
   need has escalated (to its street: the same street's communities, distance 1; to the
   district: all, distance 2);
-* within a distance, perishable lots earliest-expiry first, expired lots never; then the
-  larger lot first (fewer splits), then lot id (deterministic);
+* within a distance, perishable lots earliest-expiry first, expired lots never; then first
+  received, first used; then lot id (deterministic). This order does not depend on what is
+  left in a lot, so a warehouse can keep its lots in it (see ``lot_order``);
 * partial fulfilment across lots; what remains stays open;
 * needs are served by urgency, then earliest ``needed_by``, then oldest;
 * **fairness** for scarce categories (:func:`fair_caps`): when the open demand of a batch of
@@ -45,6 +46,12 @@ class Lot:
     available: int  # milli base units
     unit: str
     expires_at: datetime | None = None
+    received_at: datetime | None = None
+
+
+def lot_order(expires_at: datetime | None, received_at: datetime | None, lot_id: str) -> tuple:
+    """How lots at the same tier distance are ranked: earliest expiry, first received, id."""
+    return (_naive(expires_at), _naive(received_at) if received_at else _FAR_FUTURE, lot_id)
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,7 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
         distance = distances[lot.location_id]
         if distance is None:
             continue
-        key = (distance, _naive(lot.expires_at), -lot.available, lot.lot_id)
+        key = (distance, *lot_order(lot.expires_at, lot.received_at, lot.lot_id))
         ranked.append((key, lot, distance))
     ranked.sort(key=lambda item: item[0])
 

@@ -89,6 +89,7 @@ def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) 
         "available": units.to_milli(data["quantity"], data["unit"]),
         "value_yuan": data["value_yuan"],
         "expires_at": data.get("expires_at"),
+        "received_at": contract.now(),
         "programme": data.get("programme"),
     }
     store.serialise(tx, data["category"])
@@ -99,59 +100,85 @@ def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) 
 
 
 def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str, Any]],
-         lots_by_id: dict[str, dict[str, Any]] | None) -> int:
+         lots_by_id: dict[str, dict[str, Any]] | None = None) -> int:
     """Allocate to each goods need in priority order from the lots it may use; claim, record,
-    emit. Scarce categories are shared by :func:`engine.fair_caps`."""
+    emit. Scarce categories are shared by :func:`engine.fair_caps`.
+
+    Candidate lots come from the warehouses' bins, and a need is shown only the first lots of
+    each bin that can cover it: the engine takes lots of a bin in bin order, so it never
+    needs more, and a decision costs the same however many lots a warehouse holds."""
     now = contract.now()
-    lots_by_id = {} if lots_by_id is None else lots_by_id
     docs = {d["_id"]: d for d in need_docs}
     needs = [n for n in engine.order_needs(as_engine_need(d) for d in need_docs)
              if n.remaining > 0 and docs[n.need_id].get("kind", "goods") == "goods"]
+    bins: dict[str, list[dict[str, Any]]] = {}
     loaded: set[tuple[str, str]] = set()
     for need in needs:
         wanted = [loc for loc in candidate_locations(need, ref)
                   if (need.category, loc) not in loaded]
-        for lot in store.lots_at(tx, need.category, wanted):
-            lots_by_id.setdefault(lot["_id"], lot)
+        bins.update(store.load_bins(tx, need.category, wanted))
         loaded.update((need.category, loc) for loc in wanted)
+    lots = {entry["_id"]: entry for entries in bins.values() for entry in entries}
+    if lots_by_id is not None:
+        lots_by_id.update(lots)
 
     made = 0
+    touched: set[str] = set()
     for category in sorted({n.category for n in needs}):
         group = [n for n in needs if n.category == category]
-        caps = _fair_caps(group, docs, lots_by_id, ref, now)
+        caps = _fair_caps(group, docs, bins, ref, now)
         taken: dict[str, int] = {}
         for need in group:
             cap = share = None
             if caps is not None:
                 share = caps.get(need.community_id, 0)
                 cap = share - taken.get(need.community_id, 0)
-            pool = [as_engine_lot(lot) for lot in lots_by_id.values()
-                    if lot["category"] == category]
+            wanted_milli = need.remaining if cap is None else min(need.remaining, cap)
+            pool = _prefix_pool(need, bins, ref, wanted_milli, now)
             allocations = engine.allocate(need, pool, ref.areas, now, cap=cap, share=share)
             if allocations:
                 made += len(allocations)
                 taken[need.community_id] = taken.get(need.community_id, 0) + sum(
                     a.quantity for a in allocations)
-                _record(store, tx, docs[need.need_id], allocations, lots_by_id)
+                _record(store, tx, docs[need.need_id], allocations, lots)
+                touched.update(f"{category}|{a.location_id}" for a in allocations)
+    for bin_id in sorted(touched):
+        store.save_bin(tx, bin_id, bins[bin_id], now)
     return made
 
 
+def _usable(entry: dict[str, Any], now: datetime) -> bool:
+    expires = entry.get("expires_at")
+    return entry["available"] > 0 and (expires is None or _aware(expires, now) > now)
+
+
+def _prefix_pool(need: engine.Need, bins: dict[str, list[dict[str, Any]]], ref: Reference,
+                 wanted: int, now: datetime) -> list[engine.Lot]:
+    pool: list[engine.Lot] = []
+    if wanted <= 0:
+        return pool
+    for location in candidate_locations(need, ref):
+        got = 0
+        for entry in bins.get(f"{need.category}|{location}", ()):
+            if not _usable(entry, now) or not units.compatible(entry["unit"], need.unit):
+                continue
+            pool.append(as_engine_lot(entry))
+            got += entry["available"]
+            if got >= wanted:
+                break
+    return pool
+
+
 def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
-               lots_by_id: dict[str, dict[str, Any]], ref: Reference,
+               bins: dict[str, list[dict[str, Any]]], ref: Reference,
                now: datetime) -> dict[str, int] | None:
     """Per-community caps when the group asks for more than the lots it can reach hold.
 
-    Only contended stock is shared: a lot that one community alone can reach is that
-    community's (holding it back would help nobody); the lots several communities can reach
-    are shared so that each contender ends with its fair share of all the stock the
+    Only contended stock is shared: a warehouse that one community alone can reach is that
+    community's (holding it back would help nobody); the warehouses several communities can
+    reach are shared so that each contender ends with its fair share of all the stock the
     contenders can reach (``engine.fair_caps``), or its own stock if that is more."""
-    reach: dict[str, set[str]] = {}
-    for lot in lots_by_id.values():
-        if lot["category"] != group[0].category or lot["available"] <= 0:
-            continue
-        probe = as_engine_lot(lot)
-        reach[lot["_id"]] = {n.community_id for n in group
-                             if engine.allocate(n, [probe], ref.areas, now, cap=1)}
+    category = group[0].category
     demand: dict[str, int] = {}
     weight: dict[str, float] = {}
     for need in group:
@@ -162,12 +189,21 @@ def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
     own: dict[str, int] = {}
     shared = 0
     contenders: set[str] = set()
-    for lot_id, communities in reach.items():
+    for bin_id, entries in bins.items():
+        bin_category, location = bin_id.split("|", 1)
+        if bin_category != category:
+            continue
+        held = sum(e["available"] for e in entries
+                   if _usable(e, now) and units.compatible(e["unit"], group[0].unit))
+        if held <= 0:
+            continue
+        communities = {n.community_id for n in group
+                       if engine.tier_distance(n, location, ref.areas) is not None}
         if len(communities) == 1:
             (c,) = communities
-            own[c] = own.get(c, 0) + lots_by_id[lot_id]["available"]
+            own[c] = own.get(c, 0) + held
         elif communities:
-            shared += lots_by_id[lot_id]["available"]
+            shared += held
             contenders |= communities
     if not contenders:
         return None
@@ -462,6 +498,12 @@ def withdraw(store: MatchingStore, tx: Tx, lot_id: str, quantity: float, unit: s
         return {"ok": False, "available": units.from_milli(lot["available"], lot["unit"]),
                 "error": "not enough unallocated stock in the lot"}
     store.claim(tx, lot_id, milli)
+    bin_id = f"{lot['category']}|{lot['location_id']}"
+    entries = store.load_bins(tx, lot["category"], [lot["location_id"]]).get(bin_id, [])
+    for entry in entries:
+        if entry["_id"] == lot_id:
+            entry["available"] -= milli
+    store.save_bin(tx, bin_id, entries, contract.now())
     store.record_withdrawal(tx, {"_id": reference, "lot_id": lot_id, "milli": milli,
                                  "reason": reason, "at": contract.now()})
     return {"ok": True, "available": units.from_milli(lot["available"] - milli, lot["unit"])}

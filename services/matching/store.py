@@ -19,9 +19,12 @@ class LotChanged(Retry):
 class MatchingStore(BaseStore):
     collections = {
         "needs": [[("open_category", ASCENDING)]],
-        # candidates are selected by equality on (category, location_id, live): only lots
-        # that still hold something carry ``live``, so exhausted lots are never fetched
-        "supply": [[("category", ASCENDING), ("location_id", ASCENDING), ("live", ASCENDING)]],
+        # one document per lot: the authority for the conditional claim
+        "supply": [[("category", ASCENDING)]],
+        # one document per (category, warehouse) listing its live lots in the order they are
+        # used (earliest expiry, then first received): a decision reads a few warehouses,
+        # not every lot in them
+        "bins": [],
         "category_clock": [],
         # only the open needs, small: what the escalation timer scans
         "open_index": [],
@@ -30,6 +33,21 @@ class MatchingStore(BaseStore):
         # matching's view of volunteers, fed by the volunteers service's events
         "volunteers": [[("skills", ASCENDING)]],
     }
+
+    def on_start(self) -> None:
+        """Build the warehouse bins from the lots if they are missing (data written before
+        bins existed). Outside transactions; idempotent."""
+        if self.db.bins.estimated_document_count() or not self.db.supply.estimated_document_count():
+            return
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for lot in self.db.supply.find({}):
+            if lot.get("available", 0) > 0:
+                grouped.setdefault(f"{lot['category']}|{lot['location_id']}", []).append(
+                    bin_entry(lot))
+        now = contract_now()
+        for bin_id, entries in grouped.items():
+            live = sorted((e for e in entries if not _expired(e, now)), key=bin_order)
+            self.db.bins.replace_one({"_id": bin_id}, {"lots": live}, upsert=True)
 
     def serialise(self, tx: Tx, category: str) -> None:
         """Make transactions that match the same category conflict, so one retries after the
@@ -169,17 +187,30 @@ class MatchingStore(BaseStore):
     def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> bool:
         if self.db.supply.find_one({"_id": lot["_id"]}, {"_id": 1}, session=tx.session):
             return False
-        self.db.supply.insert_one({**lot, "live": True} if lot["available"] > 0 else lot,
-                                  session=tx.session)
+        self.db.supply.insert_one(lot, session=tx.session)
+        if lot["available"] > 0:
+            bin_id = f"{lot['category']}|{lot['location_id']}"
+            current = self.db.bins.find_one({"_id": bin_id}, session=tx.session)
+            entries = (current or {}).get("lots", []) + [bin_entry(lot)]
+            self.save_bin(tx, bin_id, entries, contract_now())
         return True
 
-    def lots_at(self, tx: Tx, category: str, locations: list[str]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def load_bins(self, tx: Tx, category: str, locations: list[str]
+                  ) -> dict[str, list[dict[str, Any]]]:
+        """Each warehouse's live lots of a category, in the order they are used."""
+        out = {}
         for location in locations:
-            out.extend(self.db.supply.find(
-                {"category": category, "location_id": location, "live": True},
-                session=tx.session))
+            doc = self.db.bins.find_one({"_id": f"{category}|{location}"}, session=tx.session)
+            if doc and doc.get("lots"):
+                out[doc["_id"]] = doc["lots"]
         return out
+
+    def save_bin(self, tx: Tx, bin_id: str, entries: list[dict[str, Any]], now: Any) -> None:
+        """Keep the lots that can still be used (not empty, not expired), in use order."""
+        live = sorted((e for e in entries if e["available"] > 0 and not _expired(e, now)),
+                      key=bin_order)
+        self.db.bins.replace_one({"_id": bin_id}, {"lots": live}, upsert=True,
+                                 session=tx.session)
 
     def claim(self, tx: Tx, lot_id: str, quantity: int) -> None:
         """Take ``quantity`` from a lot, never below zero (a conditional atomic update)."""
@@ -190,13 +221,33 @@ class MatchingStore(BaseStore):
         )
         if result.modified_count != 1:
             raise LotChanged(f"lot {lot_id} has less than {quantity} available")
-        self.db.supply.update_one({"_id": lot_id, "available": 0}, {"$unset": {"live": ""}},
-                                  session=tx.session)
+
+
+BIN_FIELDS = ("_id", "category", "location_id", "unit", "quantity", "available", "value_yuan",
+              "expires_at", "received_at", "programme")
+
+
+def _expired(entry: dict[str, Any], now: Any) -> bool:
+    expires = entry.get("expires_at")
+    if expires is None:
+        return False
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=now.tzinfo)
+    return expires <= now
+
+
+def bin_entry(lot: dict[str, Any]) -> dict[str, Any]:
+    return {k: lot.get(k) for k in BIN_FIELDS}
+
+
+def bin_order(entry: dict[str, Any]) -> tuple:
+    """The order a warehouse's lots are used in: the engine's, within one tier distance."""
+    return engine.lot_order(entry.get("expires_at"), entry.get("received_at"), entry["_id"])
 
 
 def as_engine_lot(doc: dict[str, Any]) -> engine.Lot:
     return engine.Lot(doc["_id"], doc["category"], doc["location_id"], doc["available"],
-                      doc["unit"], doc.get("expires_at"))
+                      doc["unit"], doc.get("expires_at"), doc.get("received_at"))
 
 
 def as_engine_need(doc: dict[str, Any]) -> engine.Need:

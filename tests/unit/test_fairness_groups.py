@@ -24,8 +24,10 @@ def lot(lot_id, location, qty):
 
 def caps(docs, lots):
     needs = [handlers.as_engine_need(d) for d in docs]
-    return handlers._fair_caps(needs, {d["_id"]: d for d in docs},
-                               {x["_id"]: x for x in lots}, REF, NOW)
+    bins = {}
+    for x in lots:
+        bins.setdefault(f"{x['category']}|{x['location_id']}", []).append(x)
+    return handlers._fair_caps(needs, {d["_id"]: d for d in docs}, bins, REF, NOW)
 
 
 def test_a_lot_only_one_community_can_reach_is_not_held_back():
