@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-if ! command -v rabbitmq-server >/dev/null 2>&1; then
-  echo "installing rabbitmq-server..."
+# rabbitmq-server runs the system; chromium renders the dashboard in its test
+missing=()
+command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}..."
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq rabbitmq-server >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # the package's own service is not used: the project starts its own nodes
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then

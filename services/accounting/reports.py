@@ -20,6 +20,11 @@ from services.common.reference import Reference
 GOODS_KINDS = ("goods_in", "goods_allocated", "goods_written_off")
 COLUMNS = {"goods_in": "received", "goods_allocated": "allocated",
            "goods_written_off": "written_off"}
+# movements between warehouses: they net to zero per category, so the bulletin leaves them
+# out; per warehouse (reports by place, reconciliation) they count
+TRANSFER_KINDS = ("goods_transferred_in", "goods_transferred_out")
+TRANSFER_COLUMNS = {"goods_transferred_in": "transferred_in",
+                    "goods_transferred_out": "transferred_out"}
 GROUPINGS = ("category", "donor", "street", "community", "programme", "date")
 
 UNIT_LABELS = {
@@ -69,8 +74,53 @@ def goods_in_entry(ref: Reference, data: dict[str, Any], at: Any, event_id: str)
             "value_method": data.get("value_method"),
             "location_id": data["location_id"], **_place(ref, data["location_id"]),
             "donor": data["donor"]["name"], "donor_kind": data["donor"]["kind"],
+            "programme": data.get("programme"), "pledge_id": data.get("pledge_id"),
+            "day": _day(at), "at": at, "event_id": event_id}
+
+
+def transferred_in_entry(ref: Reference, data: dict[str, Any], at: Any, event_id: str) -> dict:
+    """The lot a transfer made at its destination (a ``donation_received`` with
+    ``transfer_of``): a movement, never goods in."""
+    entry = goods_in_entry(ref, data, at, event_id)
+    return {**entry, "_id": f"transfer_in:{entry['lot_id']}", "kind": "goods_transferred_in",
+            "transfer_of": data["transfer_of"]}
+
+
+def transferred_out_entry(ref: Reference, data: dict[str, Any], at: Any, event_id: str) -> dict:
+    """What left the source lot (``stock_changed``, reason transferred)."""
+    quantity = -data["delta"]
+    return {"_id": f"transfer_out:{data.get('transfer_id') or event_id}",
+            "kind": "goods_transferred_out", "lot_id": data["lot_id"],
+            "category": data["category"], "quantity": quantity, "unit": data["unit"],
+            "milli": units.to_milli(quantity, data["unit"]),
+            "value_fen": fen(data.get("value_yuan") or 0.0),
+            "value_yuan": data.get("value_yuan") or 0.0,
+            "to_location_id": data.get("to_location_id"),
+            "location_id": data["location_id"], **_place(ref, data["location_id"]),
             "programme": data.get("programme"), "day": _day(at), "at": at,
             "event_id": event_id}
+
+
+def pledge_entry(data: dict[str, Any], at: Any, event_id: str) -> dict:
+    value = data.get("value_yuan")
+    if units.dimension(data["unit"]) == "money":
+        value = units.convert(data["quantity"], data["unit"], "yuan")  # cash: its amount
+    return {"_id": f"pledge:{data['pledge_id']}", "kind": "pledge",
+            "pledge_id": data["pledge_id"], "category": data["category"],
+            "quantity": data["quantity"], "unit": data["unit"],
+            "milli": units.to_milli(data["quantity"], data["unit"]),
+            "value_fen": fen(value) if value is not None else 0,
+            "value_yuan": value, "donor": data["donor"]["name"],
+            "expected_at": _day(data["expected_at"]), "programme": data.get("programme"),
+            "day": _day(at), "at": at, "event_id": event_id}
+
+
+def status_report_entry(data: dict[str, Any], at: Any, event_id: str) -> dict:
+    return {"_id": f"status_report:{data['report_id']}", "kind": "status_report",
+            "category": "status_report", "organisation_id": data["organisation_id"],
+            "resumption": data["resumption"], "staff": dict(data["staff"]),
+            "reported_at": data["reported_at"], "milli": 0, "value_fen": 0,
+            "day": _day(data["reported_at"]), "at": at, "event_id": event_id}
 
 
 def allocated_entry(ref: Reference, data: dict[str, Any], at: Any, event_id: str) -> dict:
@@ -181,12 +231,13 @@ def report(ref: Reference, entries: list[dict], by: str = "category",
     attributed to their lot's donor (and programme when they carry none)."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
-    lots = {e["lot_id"]: e for e in entries if e["kind"] == "goods_in"}
+    lots = {e["lot_id"]: e for e in entries
+            if e["kind"] in ("goods_in", "goods_transferred_in")}
     sums: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for e in in_range(entries, start, end):
-        if e["kind"] in GOODS_KINDS or e["kind"] == "hours":
+        if e["kind"] in (*GOODS_KINDS, *TRANSFER_KINDS) or e["kind"] == "hours":
             row = sums[(_group_key(e, by, lots), e["category"])]
-            col = COLUMNS.get(e["kind"], "hours")
+            col = COLUMNS.get(e["kind"]) or TRANSFER_COLUMNS.get(e["kind"], "hours")
             row[col] += e["milli"]
             row[col + "_fen"] += e["value_fen"]
     rows = []
@@ -195,42 +246,64 @@ def report(ref: Reference, entries: list[dict], by: str = "category",
         cat = ref.catalogue.get(category)
         row: dict[str, Any] = {"group": group, "category": category,
                                "name": cat.name if cat else category, "unit": unit}
-        for col in ("received", "allocated", "written_off"):
+        for col in ("received", "allocated", "written_off", "transferred_in",
+                    "transferred_out"):
             row[col] = units.from_milli(s[col], unit)
             row[col + "_yuan"] = yuan(s[col + "_fen"])
-        row["in_stock"] = units.from_milli(s["received"] - s["allocated"] - s["written_off"],
-                                           unit)
+        row["in_stock"] = units.from_milli(
+            s["received"] + s["transferred_in"] - s["allocated"] - s["written_off"]
+            - s["transferred_out"], unit)
         row["hours"] = units.from_milli(s["hours"], "hour")
         rows.append(row)
     return rows
 
 
 def reconcile(ref: Reference, entries: list[dict], stock: list[dict]) -> dict[str, Any]:
-    """received = allocated + in stock + written off, per category and warehouse.
+    """received + transferred in = allocated + written off + transferred out + in stock, per
+    category and warehouse, in quantity and in yuan.
 
-    ``stock`` is donations' own account (``received_milli``, ``available_milli`` per category
-    and location); the ledger gives received, allocated and written off. Any row where the two
-    disagree is a difference (an event lost or not yet arrived, or a double count)."""
+    ``stock`` is donations' own account (``received_milli``, ``available_milli`` and, when
+    it has them, ``in_stock_fen`` per category and location); the ledger gives received,
+    allocated, written off and transferred, with their values. Any row where the two disagree
+    is a difference (an event lost or not yet arrived, or a double count)."""
     cells: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    valued: set[tuple[str, str]] = set()
     for e in entries:
-        if e["kind"] in GOODS_KINDS:
-            cells[(e["category"], e["location_id"])][COLUMNS[e["kind"]]] += e["milli"]
+        col = COLUMNS.get(e["kind"]) or TRANSFER_COLUMNS.get(e["kind"])
+        if col:
+            cell = cells[(e["category"], e["location_id"])]
+            cell[col] += e["milli"]
+            cell[col + "_fen"] += e["value_fen"]
     for s in stock:
-        cell = cells[(s["category"], s["location_id"])]
+        key = (s["category"], s["location_id"])
+        cell = cells[key]
         cell["in_stock"] += s["available_milli"]
         cell["stock_received"] += s["received_milli"]
+        if "in_stock_fen" in s:
+            valued.add(key)
+            cell["in_stock_fen"] += s["in_stock_fen"]
     rows, differences = [], []
-    for (category, location), c in sorted(cells.items()):
+    for key, c in sorted(cells.items()):
+        category, location = key
         unit = category_unit(ref, category)
-        diff = c["received"] - c["allocated"] - c["written_off"] - c["in_stock"]
+        diff = (c["received"] + c["transferred_in"] - c["allocated"] - c["written_off"]
+                - c["transferred_out"] - c["in_stock"])
         diff_received = c["received"] - c["stock_received"]
+        diff_fen = (c["received_fen"] + c["transferred_in_fen"] - c["allocated_fen"]
+                    - c["written_off_fen"] - c["transferred_out_fen"] - c["in_stock_fen"]
+                    ) if key in valued else 0
         row = {"category": category, "location_id": location, "unit": unit,
                **{k: units.from_milli(c[k], unit) for k in
-                  ("received", "allocated", "written_off", "in_stock")},
+                  ("received", "allocated", "written_off", "transferred_in",
+                   "transferred_out", "in_stock")},
+               **{f"{k}_yuan": yuan(c[f"{k}_fen"]) for k in
+                  ("received", "allocated", "written_off", "transferred_in",
+                   "transferred_out", "in_stock")},
                "difference": units.from_milli(diff, unit),
-               "received_difference": units.from_milli(diff_received, unit)}
+               "received_difference": units.from_milli(diff_received, unit),
+               "value_difference_yuan": yuan(diff_fen)}
         rows.append(row)
-        if diff or diff_received:
+        if diff or diff_received or diff_fen:
             differences.append(row)
     return {"balanced": not differences, "rows": rows, "differences": differences}
 
@@ -247,8 +320,19 @@ def bulletin_figures(ref: Reference, entries: list[dict], start: str | None = No
     programmes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     lots = {e["lot_id"]: e for e in entries if e["kind"] == "goods_in"}
     sessions = attendances = registered = 0
+    pledged = {"made": 0, "value_fen": 0, "received_fen": 0}
+    latest: dict[str, dict] = {}  # each organisation's latest status report in the period
     for e in chosen:
         kind = e["kind"]
+        if kind == "goods_in" and e.get("pledge_id"):
+            pledged["received_fen"] += e["value_fen"]
+        if kind == "pledge":
+            pledged["made"] += 1
+            pledged["value_fen"] += e["value_fen"]
+        elif kind == "status_report":
+            known = latest.get(e["organisation_id"])
+            if known is None or known["reported_at"] < e["reported_at"]:
+                latest[e["organisation_id"]] = e
         if kind in GOODS_KINDS:
             col = COLUMNS[kind]
             goods[e["category"]][col] += e["milli"]
@@ -272,10 +356,16 @@ def bulletin_figures(ref: Reference, entries: list[dict], start: str | None = No
                 programmes[e["programme"]]["attendances"] += e["attendances"]
         elif kind == "volunteer":
             registered += 1
-    goods_rows = []
+    goods_rows, cash_rows = [], []
     for category in sorted(goods, key=lambda c: (-goods[c]["received_fen"], c)):
         g = goods[category]
         base = category_unit(ref, category)
+        if units.dimension(base) == "money":
+            # cash is shown apart from goods: its amount is its value
+            cash_rows.append({col: units.from_milli(g[col], "yuan") for col in COLUMNS.values()}
+                             | {"category": category, "in_stock": units.from_milli(
+                                 g["received"] - g["allocated"] - g["written_off"], "yuan")})
+            continue
         unit = display_unit(base, g["received"])
         cat = ref.catalogue.get(category)
         goods_rows.append({
@@ -285,10 +375,21 @@ def bulletin_figures(ref: Reference, entries: list[dict], start: str | None = No
             **{col + "_yuan": yuan(g[col + "_fen"]) for col in COLUMNS.values()},
             "in_stock": units.from_milli(g["received"] - g["allocated"] - g["written_off"], unit),
         })
+    cash = {col: round(sum(c[col] for c in cash_rows), 2)
+            for col in ("received", "allocated", "written_off", "in_stock")}
+    staff = {k: sum(r["staff"].get(k, 0) for r in latest.values())
+             for k in ("total", "healthy", "fever", "quarantined")}
+    resumption = {k: sum(1 for r in latest.values() if r["resumption"] == k)
+                  for k in ("resumed", "partial", "suspended")}
     return {
         "period": {"from": start, "to": end},
         "goods": goods_rows,
-        "goods_total_yuan": yuan(sum(g["received_fen"] for g in goods.values())),
+        "goods_total_yuan": yuan(sum(g["received_fen"] for c, g in goods.items()
+                                     if units.dimension(category_unit(ref, c)) != "money")),
+        "cash": {**cash, "unit": "yuan"},
+        "pledges": {"made": pledged["made"], "value_yuan": yuan(pledged["value_fen"]),
+                    "received_yuan": yuan(pledged["received_fen"])},
+        "status_reports": {"organisations": len(latest), **resumption, "staff": staff},
         "volunteers": {"registered": registered, "served": len(served),
                        "hours": units.from_milli(sum(hours_by.values()), "hour"),
                        "hours_by_activity": {a: units.from_milli(m, "hour")
@@ -354,6 +455,24 @@ def bulletin_text(ref: Reference, figures: dict[str, Any], lang: str = "zh-CN",
                 f"written off {number(g['written_off'])}, in stock {number(g['in_stock'])}")
     total = money(figures["goods_total_yuan"], lang)
     lines.append(f"  物资合计价值 {total}" if zh else f"  Total value of goods: {total}")
+    cash = figures.get("cash") or {}
+    if cash.get("received"):
+        if zh:
+            lines.append(f"  现金捐赠 {money(cash['received'], lang)}；已拨付 "
+                         f"{money(cash['allocated'], lang)}，结余 {money(cash['in_stock'], lang)}")
+        else:
+            lines.append(f"  Cash donations: {money(cash['received'], lang)}; paid out "
+                         f"{money(cash['allocated'], lang)}, balance "
+                         f"{money(cash['in_stock'], lang)}")
+    pledged = figures.get("pledges") or {}
+    if pledged.get("made"):
+        if zh:
+            lines.append(f"  认捐 {pledged['made']} 笔，认捐价值 "
+                         f"{money(pledged['value_yuan'], lang)}，已到位 "
+                         f"{money(pledged['received_yuan'], lang)}")
+        else:
+            lines.append(f"  {pledged['made']} pledges worth {money(pledged['value_yuan'], lang)}"
+                         f", received so far {money(pledged['received_yuan'], lang)}")
     v = figures["volunteers"]
     parts = [f"{_activity_name(ref, a, lang)} {number(h)} {u['hour']}"
              for a, h in v["hours_by_activity"].items()]
@@ -396,13 +515,31 @@ def bulletin_text(ref: Reference, figures: dict[str, Any], lang: str = "zh-CN",
                 lines.append(f"  {p['programme']}: goods worth {money(p['goods_yuan'], lang)}, "
                              f"{number(p['hours'])} volunteer hours, "
                              f"{number(p['attendances'])} training attendances")
+    r = figures.get("status_reports") or {}
+    if r.get("organisations"):
+        n = "六" if figures["programmes"] else "五"
+        staff = r["staff"]
+        lines.append("")
+        if zh:
+            lines.append(f"{n}、成员机构动态")
+            lines.append(f"  报送工作动态的机构 {r['organisations']} 家：已复工 {r['resumed']} 家，"
+                         f"部分复工 {r['partial']} 家，暂停 {r['suspended']} 家；员工 "
+                         f"{number(staff['total'])} 人，健康 {number(staff['healthy'])} 人，"
+                         f"发热 {number(staff['fever'])} 人，隔离 "
+                         f"{number(staff['quarantined'])} 人")
+        else:
+            lines.append(f"{6 if figures['programmes'] else 5}. Member organisations")
+            lines.append(f"  {r['organisations']} organisations reported: {r['resumed']} "
+                         f"resumed, {r['partial']} partly, {r['suspended']} suspended; staff "
+                         f"{number(staff['total'])}, healthy {number(staff['healthy'])}, fever "
+                         f"{number(staff['fever'])}, quarantined {number(staff['quarantined'])}")
     return "\n".join(lines) + "\n"
 
 
 # -- exports --------------------------------------------------------------------------------
 REPORT_COLUMNS = ("group", "category", "name", "unit", "received", "received_yuan",
                   "allocated", "allocated_yuan", "written_off", "written_off_yuan", "in_stock",
-                  "hours")
+                  "hours", "transferred_in", "transferred_out")
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

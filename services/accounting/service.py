@@ -1,5 +1,6 @@
-"""Accounting: an append-only ledger of goods in, allocated and written off, approved
-volunteer hours, organisations and training, fed only by events; the coalition's figures
+"""Accounting: an append-only ledger of goods and cash in, allocated, written off and moved
+between warehouses, pledges, approved volunteer hours, organisations, their status reports
+and training, fed only by events; the coalition's figures
 (reports, reconciliation, the bulletin) are sums over it."""
 
 from __future__ import annotations
@@ -33,8 +34,21 @@ class AccountingService(ServiceEndpoints):
 
     @on_event("donations", "donation_received")
     def on_donation_received(self, event: Event) -> None:
-        self._append(event, "on_donation_received", lambda e: reports.goods_in_entry(
+        # a lot made by a transfer is a movement between warehouses, not goods in
+        entry = (reports.transferred_in_entry if event.data.get("transfer_of")
+                 else reports.goods_in_entry)
+        self._append(event, "on_donation_received", lambda e: entry(
             self.reference, e.data, e.occurred_at, e.event_id))
+
+    @on_event("donations", "pledge_made")
+    def on_pledge_made(self, event: Event) -> None:
+        self._append(event, "on_pledge_made",
+                     lambda e: reports.pledge_entry(e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "status_reported")
+    def on_status_reported(self, event: Event) -> None:
+        self._append(event, "on_status_reported",
+                     lambda e: reports.status_report_entry(e.data, e.occurred_at, e.event_id))
 
     @on_event("matching", "assignment_made")
     def on_assignment_made(self, event: Event) -> None:
@@ -43,10 +57,12 @@ class AccountingService(ServiceEndpoints):
 
     @on_event("donations", "stock_changed")
     def on_stock_changed(self, event: Event) -> None:
-        # allocations are booked from assignment_made; only write-offs are new here
-        if event.data["reason"] != "written_off":
+        # allocations are booked from assignment_made; write-offs and transfers out are new
+        entry = {"written_off": reports.written_off_entry,
+                 "transferred": reports.transferred_out_entry}.get(event.data["reason"])
+        if entry is None:
             return
-        self._append(event, "on_stock_changed", lambda e: reports.written_off_entry(
+        self._append(event, "on_stock_changed", lambda e: entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
     @on_event("volunteers", "hours_approved")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.common import units
 
@@ -30,6 +30,7 @@ STOCK_REASONS = ("received", "allocated", "released", "written_off", "transferre
 WRITE_OFF_REASONS = ("expired", "damaged", "lost")
 ORGANISATION_ROLES = ("founding", "member")
 ORGANISATION_KINDS = ("social_organisation", "social_enterprise", "company")
+RESUMPTION = ("suspended", "partial", "resumed")
 
 # Event types that outside systems may publish to the ``relief.intake`` exchange.
 INTAKE_TYPES = (
@@ -98,7 +99,13 @@ class NeedPosted(DataSchema):
 
 
 class DonationReceived(DataSchema):
-    """Goods received into a warehouse (district, street or community), valued at intake."""
+    """Goods received into a warehouse (district, street or community), valued at intake.
+
+    Cash is a category counted in yuan (its value is its amount). A part of a pledge names
+    its ``pledge_id``. Donations also emits this event for the lot a transfer between
+    warehouses creates, with ``transfer_of`` naming the source lot: matching picks the new
+    lot up like any other, while accounting books it as a movement, never as goods in (the
+    goods were counted when they first arrived). Intake never passes ``transfer_of`` on."""
 
     donation_id = _id(required=True)
     donor = fields.Nested(DonorSchema, required=True)
@@ -112,6 +119,8 @@ class DonationReceived(DataSchema):
     programme = fields.String(validate=validate.Length(max=200))
     # Set by the donations service when it records the lot (one lot per goods donation).
     lot_id = _id()
+    pledge_id = _id()  # the pledge this donation (part) fulfils
+    transfer_of = _id()  # set by donations only: the lot this one was moved out of
 
 
 class VolunteerRegistered(DataSchema):
@@ -201,6 +210,54 @@ class StockChanged(DataSchema):
     write_off_reason = fields.String(validate=validate.OneOf(WRITE_OFF_REASONS))
     value_yuan = _non_negative()
     programme = fields.String(validate=validate.Length(max=200))
+    # transfers: the movement and where the goods went (the new lot's donation_received
+    # carries ``transfer_of``)
+    transfer_id = _id()
+    to_location_id = _id()
+
+
+class PledgeMade(DataSchema):
+    """A donor promised goods or cash; they arrive later, possibly in parts (each part a
+    ``donation_received`` with this ``pledge_id``). The donor's contact stays in donations."""
+
+    pledge_id = _id(required=True)
+    donor = fields.Nested(DonorSchema, required=True)
+    category = _id(required=True)
+    quantity = _positive(required=True)
+    unit = _unit(required=True)
+    expected_at = fields.Date(required=True)
+    location_id = _id()  # the warehouse expected to receive it
+    value_yuan = _non_negative()  # the promised value, when known
+    programme = fields.String(validate=validate.Length(max=200))
+
+
+class StaffHealth(DataSchema):
+    """How an organisation's staff are: counts only, never names."""
+
+    total = fields.Integer(required=True, validate=validate.Range(min=0))
+    healthy = fields.Integer(required=True, validate=validate.Range(min=0))
+    fever = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    quarantined = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+    @validates_schema
+    def _adds_up(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["healthy"] + data.get("fever", 0) + data.get("quarantined", 0) > data["total"]:
+            raise ValidationError("healthy + fever + quarantined exceeds total", "total")
+
+
+class StatusReported(DataSchema):
+    """A member organisation's periodic status report: what it is doing, where, how its
+    staff are and whether its own work has resumed."""
+
+    report_id = _id(required=True)
+    organisation_id = _id(required=True)
+    reported_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    activities = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    area_ids = fields.List(_id(), load_default=list)
+    staff = fields.Nested(StaffHealth, required=True)
+    resumption = fields.String(required=True, validate=validate.OneOf(RESUMPTION))
+    resumed_on = fields.Date()
+    note = fields.String(validate=validate.Length(max=2000))
 
 
 class VolunteerAvailabilityChanged(DataSchema):
@@ -311,6 +368,8 @@ EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
     "offer_accepted": OfferAnswered,
     "offer_released": OfferAnswered,
     "status_report_missing": StatusReportMissing,
+    "status_reported": StatusReported,
+    "pledge_made": PledgeMade,
     "notification_sent": NotificationOutcome,
     "notification_failed": NotificationOutcome,
 }
@@ -318,10 +377,10 @@ EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
 # Who publishes what (the exchange is ``<source>.events``; ``relief.intake`` for outsiders).
 PRODUCERS: dict[str, tuple[str, ...]] = {
     "intake": INTAKE_TYPES,
-    "donations": ("donation_received", "stock_changed"),
+    "donations": ("donation_received", "stock_changed", "pledge_made"),
     "volunteers": ("volunteer_registered", "volunteer_availability_changed", "hours_approved",
                    "status_report_missing", "hours_rejected", "organisation_registered",
-                   "training_held"),
+                   "training_held", "status_reported"),
     "matching": ("assignment_made", "need_fulfilled", "need_escalated", "need_expired",
                  "offer_made", "offer_accepted", "offer_released"),
     "notifications": ("notification_sent", "notification_failed"),

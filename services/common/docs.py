@@ -188,6 +188,34 @@ def openapi() -> dict[str, Any]:
                                         "responses": {"200": answer("categories"),
                                                       **read_errors}}},
             **domain_paths(body, answer, error, errors, read_errors),
+            "/api/offers/{offer_id}/{answer}": {"post": {
+                "summary": "A volunteer accepts or declines an offer (operator token, or the "
+                           "signed link's ?sig=)",
+                "parameters": [
+                    {"name": "offer_id", "in": "path", "required": True,
+                     "schema": {"type": "string"}},
+                    {"name": "answer", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["accept", "decline"]}},
+                    {"name": "sig", "in": "query", "required": False,
+                     "schema": {"type": "string"}}],
+                "security": [{"bearer": []}, {}],
+                "responses": {"200": answer("the need, with its new offer or assignment"),
+                              "401": answer("no token and no valid signature", error),
+                              "409": answer("the offer is not open", error)}}},
+            "/api/status": {"get": {
+                "summary": "Queues (depth, ready, unacked, consumers, rates, dead letters), "
+                           "open needs by tier and urgency, oldest open need per tier, supply "
+                           "by category, assignments per hour",
+                "responses": {"200": answer("status"), **read_errors}}},
+            "/api/dashboard": {"get": {
+                "summary": "The on-call report (the same as relief-ops status --json), with "
+                           "its threshold checks",
+                "responses": {"200": answer("report"), **read_errors}}},
+            "/dashboard": {"get": {
+                "summary": "The on-call dashboard page (no data in it; its script reads "
+                           "/api/dashboard with the token)",
+                "security": [],
+                "responses": {"200": answer("an HTML page")}}},
             "/health": {"get": {
                 "summary": "Broker and database reachability, consumers per queue (no auth)",
                 "security": [],
@@ -231,6 +259,35 @@ def domain_paths(body: Any, answer: Any, error: dict, errors: dict,
             "parameters": [path_param("lot_id")], "requestBody": body(d.WriteOffBody()),
             "responses": {"200": answer("the lot after the write-off"), **missing, **refused,
                           **errors}}},
+        "/api/lots/{lot_id}/transfers": {"post": {
+            "summary": "Move stock to another warehouse: taken from matching's reach first, "
+                       "then the lot is decremented and a lot made at the destination (same "
+                       "category, unit, expiry; its share of the value), announced as "
+                       "stock_changed (transferred) and donation_received with transfer_of; "
+                       "idempotent by request_id",
+            "parameters": [path_param("lot_id")], "requestBody": body(d.TransferBody()),
+            "responses": {"200": answer("the source lot after the transfer, and to_lot_id"),
+                          **missing, **refused, **errors}}},
+        "/api/pledges": {
+            "post": {"summary": "Record a pledge (pledge_made); the same pledge_id again is "
+                                "harmless",
+                     "requestBody": body(d.PledgeBody()),
+                     "responses": {"201": answer("the pledge (created: false if known)"),
+                                   **errors}},
+            "get": {"summary": "Pledges with received, remaining, status (open, partial, "
+                               "received) and overdue; open=true: not fully received",
+                    "parameters": query(d.PledgesQuery()),
+                    "responses": {"200": answer("pledges"), **errors}}},
+        "/api/pledges/{pledge_id}": {"get": {
+            "summary": "One pledge and the parts received",
+            "parameters": [path_param("pledge_id")],
+            "responses": {"200": answer("the pledge"), **missing, **read_errors}}},
+        "/api/pledges/{pledge_id}/parts": {"post": {
+            "summary": "A part of a pledge arrived: accepted as a donation_received with "
+                       "pledge_id (a lot, a receipt), counted on the pledge; idempotent by "
+                       "donation_id",
+            "parameters": [path_param("pledge_id")], "requestBody": body(d.PledgePartBody()),
+            "responses": {"202": answer("accepted"), **missing, **errors}}},
         "/api/donations/{donation_id}/receipt": {"get": {
             "summary": "The numbered donor receipt, printable HTML (zh-CN or en)",
             "parameters": [path_param("donation_id"), *query(d.LangQuery())],
@@ -243,6 +300,23 @@ def domain_paths(body: Any, answer: Any, error: dict, errors: dict,
                                    **errors}},
             "get": {"summary": "Organisations (without contacts)",
                     "responses": {"200": answer("organisations"), **read_errors}}},
+        "/api/organisations/{organisation_id}/status-reports": {
+            "post": {"summary": "An organisation's periodic status report: activities, areas, "
+                                "staff health, resumption of work (status_reported); "
+                                "idempotent by report_id. A report missing a period later "
+                                "raises status_report_missing",
+                     "parameters": [path_param("organisation_id")],
+                     "requestBody": body(d.StatusReportBody()),
+                     "responses": {"201": answer("recorded (repeated: true if known)"),
+                                   **missing, **errors}},
+            "get": {"summary": "An organisation's status reports, oldest first",
+                    "parameters": [path_param("organisation_id")],
+                    "responses": {"200": answer("reports"), **read_errors}}},
+        "/api/organisations/reporting": {"get": {
+            "summary": "Each organisation's last report, next due time and whether it is "
+                       "overdue (overdue=true|false filters)",
+            "parameters": query(d.ReportingQuery()),
+            "responses": {"200": answer("organisations"), **errors}}},
         "/api/training": {"post": {
             "summary": "Record a training session and its attendance",
             "requestBody": body(d.TrainingBody()),
@@ -265,8 +339,9 @@ def domain_paths(body: Any, answer: Any, error: dict, errors: dict,
             "responses": {"200": answer("figures and text (format=text: plain text)"),
                           **errors}}},
         "/api/reconciliation": {"get": {
-            "summary": "received = allocated + in stock + written off, per category and "
-                       "warehouse; differences lists every row that does not hold",
+            "summary": "received + transferred in = allocated + written off + transferred "
+                       "out + in stock, per category and warehouse, in quantity and in yuan; "
+                       "differences lists every row that does not hold",
             "responses": {"200": answer("balanced, rows, differences"), **read_errors}}},
     }
 

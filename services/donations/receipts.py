@@ -34,7 +34,7 @@ TEXTS = {
 
 UNITS = {
     "zh-CN": {"piece": "件", "pair": "双", "box": "箱", "jin": "斤", "kg": "公斤", "t": "吨",
-              "policy": "份", "card": "张"},
+              "policy": "份", "card": "张", "yuan": "元"},
     "en": {"piece": "pieces", "pair": "pairs", "box": "boxes", "policy": "policies",
            "card": "cards"},
 }

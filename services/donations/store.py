@@ -19,6 +19,7 @@ class DonationsStore(BaseStore):
         "lots": [[("category", ASCENDING)]],
         "movements": [[("lot_id", ASCENDING)]],
         "counters": [],
+        "pledges": [],
     }
 
     def insert_donation(self, tx: Tx, donation: dict[str, Any], lot: dict[str, Any]) -> bool:
@@ -35,16 +36,21 @@ class DonationsStore(BaseStore):
                                     session=tx.session)
         return int(self.db.counters.find_one({"_id": counter}, session=tx.session)["n"])
 
-    def take(self, tx: Tx, lot_id: str, milli: int) -> dict[str, Any]:
-        return self._move(tx, lot_id, milli, "allocated")
+    def take(self, tx: Tx, lot_id: str, milli: int, fen: int = 0) -> dict[str, Any]:
+        return self._move(tx, lot_id, milli, "allocated", fen)
 
-    def write_off(self, tx: Tx, lot_id: str, milli: int) -> dict[str, Any]:
-        return self._move(tx, lot_id, milli, "written_off")
+    def write_off(self, tx: Tx, lot_id: str, milli: int, fen: int = 0) -> dict[str, Any]:
+        return self._move(tx, lot_id, milli, "written_off", fen)
 
-    def _move(self, tx: Tx, lot_id: str, milli: int, to: str) -> dict[str, Any]:
+    def transfer_out(self, tx: Tx, lot_id: str, milli: int, fen: int) -> dict[str, Any]:
+        return self._move(tx, lot_id, milli, "transferred", fen)
+
+    def _move(self, tx: Tx, lot_id: str, milli: int, to: str, fen: int = 0) -> dict[str, Any]:
+        # the value that left with the goods (fen) is kept beside the quantity, so the
+        # value still in stock is exact and reconciles with the ledger
         result = self.db.lots.update_one(
             {"_id": lot_id, "available": {"$gte": milli}},
-            {"$inc": {"available": -milli, to: milli}},
+            {"$inc": {"available": -milli, to: milli, f"{to}_fen": fen}},
             session=tx.session,
         )
         if result.modified_count != 1:
@@ -58,8 +64,31 @@ class DonationsStore(BaseStore):
         return self.db.movements.find_one({"_id": movement_id},
                                           session=tx.session if tx else None)
 
-    def lot(self, lot_id: str) -> dict[str, Any] | None:
-        return self.db.lots.find_one({"_id": lot_id})
+    def lot(self, lot_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        return self.db.lots.find_one({"_id": lot_id}, session=tx.session if tx else None)
+
+    def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> None:
+        self.db.lots.insert_one(lot, session=tx.session)
+
+    # -- pledges ---------------------------------------------------------------------------
+    def insert_pledge(self, tx: Tx, pledge: dict[str, Any]) -> bool:
+        if self.db.pledges.find_one({"_id": pledge["_id"]}, {"_id": 1}, session=tx.session):
+            return False
+        self.db.pledges.insert_one(pledge, session=tx.session)
+        return True
+
+    def pledge(self, pledge_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        return self.db.pledges.find_one({"_id": pledge_id}, session=tx.session if tx else None)
+
+    def pledges(self) -> list[dict[str, Any]]:
+        return list(self.db.pledges.find({}))
+
+    def add_pledge_part(self, tx: Tx, pledge_id: str, part: dict[str, Any]) -> None:
+        """Count a received part; called once per donation (the lot's insert guards it)."""
+        self.db.pledges.update_one(
+            {"_id": pledge_id},
+            {"$inc": {"received_milli": part["milli"], "received_fen": part["fen"]},
+             "$push": {"parts": part}}, session=tx.session)
 
     def donation(self, donation_id: str) -> dict[str, Any] | None:
         return self.db.donations.find_one({"_id": donation_id})

@@ -1,5 +1,6 @@
-"""Coordinators' domain routes: hours and their approval, write-offs, donor receipts,
-organisations, training, ledger reports and exports, reconciliation and the bulletin.
+"""Coordinators' domain routes: hours and their approval, write-offs and transfers, pledges
+and their parts, donor receipts, organisations, their status reports, training, ledger
+reports and exports, reconciliation and the bulletin.
 
 Mixed into ``GatewayService``. Bodies are strict (unknown fields: 400 with the fields named);
 every command is idempotent by an id the caller chooses, so a retried request is harmless."""
@@ -44,6 +45,55 @@ class WriteOffBody(_Strict):
     unit = fields.String(required=True, validate=validate.OneOf(units.KNOWN_UNITS))
     reason = fields.String(required=True, validate=validate.OneOf(contract.WRITE_OFF_REASONS))
     note = fields.String(validate=validate.Length(max=2000))
+
+
+class TransferBody(_Strict):
+    request_id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    quantity = fields.Float(required=True, allow_nan=False,
+                            validate=validate.Range(min=0, min_inclusive=False))
+    unit = fields.String(required=True, validate=validate.OneOf(units.KNOWN_UNITS))
+    to_location_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class PledgeBody(contract.PledgeMade):
+    class Meta:
+        unknown = RAISE
+
+
+class PledgePartBody(_Strict):
+    """A part of a pledge received: ``donation_id`` is its idempotency key. Category and
+    donor come from the pledge; unit and warehouse default to the pledge's; the value to
+    its share of the promised value (cash: its amount)."""
+
+    donation_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    quantity = fields.Float(required=True, allow_nan=False,
+                            validate=validate.Range(min=0, min_inclusive=False))
+    unit = fields.String(validate=validate.OneOf(units.KNOWN_UNITS))
+    location_id = fields.String(validate=validate.Length(min=1, max=128))
+    value_yuan = fields.Float(allow_nan=False, validate=validate.Range(min=0))
+    value_method = fields.String(validate=validate.OneOf(contract.VALUE_METHODS))
+    expires_at = fields.AwareDateTime()
+
+
+class PledgesQuery(_Strict):
+    open = fields.Boolean(load_default=False)
+
+
+class StaffBody(contract.StaffHealth):
+    class Meta:
+        unknown = RAISE
+
+
+class StatusReportBody(contract.StatusReported):
+    class Meta:
+        unknown = RAISE
+        exclude = ("organisation_id", "reported_at")
+
+    staff = fields.Nested(StaffBody, required=True)
+
+
+class ReportingQuery(_Strict):
+    overdue = fields.Boolean()
 
 
 class OrganisationContact(contract.ContactSchema):
@@ -174,6 +224,63 @@ class DomainRoutes:
                       timeout=20.0)
         return _answer(result)
 
+    @http("POST", "/api/lots/<string:lot_id>/transfers")
+    @authorised
+    def transfer(self, request: Any, lot_id: str) -> Response:
+        """Move stock to another warehouse; the new lot is at ``to_lot_id``."""
+        body, problem = json_body(request)
+        if problem:
+            return problem
+        data, problem = _load(TransferBody(), body)
+        if problem:
+            return problem
+        return _answer(call(self.donations, "transfer", data["request_id"], lot_id,
+                            data["quantity"], data["unit"], data["to_location_id"],
+                            timeout=20.0))
+
+    # -- pledges ---------------------------------------------------------------------------
+    @http("POST", "/api/pledges")
+    @authorised
+    def post_pledge(self, request: Any) -> Response:
+        body, problem = json_body(request)
+        if problem:
+            return problem
+        _, problem = _load(PledgeBody(), body)
+        if problem:
+            return problem
+        return _answer(call(self.donations, "make_pledge", body), ok=201)
+
+    @http("GET", "/api/pledges")
+    @authorised
+    def get_pledges(self, request: Any) -> Response:
+        """Pledges; ``open=true``: those not (fully) received yet."""
+        query, problem = _load(PledgesQuery(), request.args.to_dict())
+        if problem:
+            return problem
+        return respond(200, {"pledges": call(self.donations, "pledges", query["open"])})
+
+    @http("GET", "/api/pledges/<string:pledge_id>")
+    @authorised
+    def get_pledge(self, request: Any, pledge_id: str) -> Response:
+        pledge = call(self.donations, "pledge", pledge_id)
+        if pledge is None:
+            return error(404, f"no pledge {pledge_id!r}")
+        return respond(200, pledge)
+
+    @http("POST", "/api/pledges/<string:pledge_id>/parts")
+    @authorised
+    def post_pledge_part(self, request: Any, pledge_id: str) -> Response:
+        """A part of the pledge arrived: accepted as a donation (202), counted on the pledge
+        once its lot is recorded."""
+        body, problem = json_body(request)
+        if problem:
+            return problem
+        data, problem = _load(PledgePartBody(), body)
+        if problem:
+            return problem
+        return _answer(call(self.donations, "receive_pledge", pledge_id, body, timeout=20.0),
+                       ok=202)
+
     @http("GET", "/api/donations/<string:donation_id>/receipt")
     @authorised
     def get_receipt(self, request: Any, donation_id: str) -> Response:
@@ -202,6 +309,34 @@ class DomainRoutes:
     @authorised
     def get_organisations(self, request: Any) -> Response:
         return respond(200, {"organisations": call(self.volunteers, "organisations")})
+
+    @http("POST", "/api/organisations/<string:organisation_id>/status-reports")
+    @authorised
+    def post_status_report(self, request: Any, organisation_id: str) -> Response:
+        """An organisation's periodic status report (idempotent by ``report_id``)."""
+        body, problem = json_body(request)
+        if problem:
+            return problem
+        _, problem = _load(StatusReportBody(), body)
+        if problem:
+            return problem
+        return _answer(call(self.volunteers, "report_status", organisation_id, body), ok=201)
+
+    @http("GET", "/api/organisations/<string:organisation_id>/status-reports")
+    @authorised
+    def get_status_reports(self, request: Any, organisation_id: str) -> Response:
+        return respond(200, {"reports": call(self.volunteers, "status_reports",
+                                             organisation_id)})
+
+    @http("GET", "/api/organisations/reporting")
+    @authorised
+    def get_reporting(self, request: Any) -> Response:
+        """Each organisation's last report, next due time, overdue or not."""
+        query, problem = _load(ReportingQuery(), request.args.to_dict())
+        if problem:
+            return problem
+        return respond(200, {"organisations": call(self.volunteers, "reporting",
+                                                   query.get("overdue"))})
 
     @http("POST", "/api/training")
     @authorised

@@ -19,6 +19,7 @@ from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
 from services.common.topology import Management
 from services.gateway import schemas
+from services.gateway.dashboard import DashboardRoutes
 from services.gateway.domain_routes import DomainRoutes
 from services.gateway.http import authorised, error, json_body, respond, token_ok
 from services.gateway.status import StatusRoutes, queue_rows
@@ -27,7 +28,7 @@ from services.gateway.store import GatewayStore
 log = logging.getLogger(__name__)
 
 
-class GatewayService(DomainRoutes, StatusRoutes, ServiceEndpoints):
+class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, ServiceEndpoints):
     name = "gateway"
 
     store: GatewayStore = StoreProvider(GatewayStore, emits=False)

@@ -119,11 +119,23 @@ def resolve_dlq(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def consumer_queues() -> tuple[str, ...]:
-    """Every queue the code consumes from (each must have a consumer while the system runs)."""
+def consumer_queues() -> tuple[str, ...] | None:
+    """Every queue the code consumes from (each must have a consumer while the system runs);
+    None when the service classes cannot be imported here (then the naming rule decides)."""
     from services.common.topology import consumer_specs
 
-    return tuple(spec.name for spec in consumer_specs())
+    try:
+        return tuple(spec.name for spec in consumer_specs())
+    except Exception:  # noqa: BLE001 - a status tool must still report on a broken install
+        return None
+
+
+def _needs_consumer(name: str, required: set[str] | None) -> bool:
+    if name in _RPC_QUEUES:
+        return True
+    if required is None:
+        return name.startswith("evt-") or name == INTAKE_QUEUE
+    return name in required
 
 
 def format_age(seconds: float | None) -> str:
@@ -159,7 +171,8 @@ def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | No
     not be read); ``required``: queues that must have consumers (default: from the code);
     ``errors``: source -> why it could not be read."""
     thresholds = thresholds or Thresholds()
-    required_set = set(consumer_queues() if required is None else required)
+    known = consumer_queues() if required is None else tuple(required)
+    required_set = set(known) if known is not None else None
     problems: list[dict[str, str]] = []
     for source, reason in (errors or {}).items():
         problems.append(_problem("source", source, f"{source}: {reason}"))
@@ -179,7 +192,7 @@ def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | No
                 dlq = by_name.get(dlq_of(name))
                 row["dlq"] = dlq["name"] if dlq else None
                 row["dead_letters"] = dlq.get("messages", 0) if dlq else 0
-                row["consumers_required"] = name in required_set or name in _RPC_QUEUES
+                row["consumers_required"] = _needs_consumer(name, required_set)
             rows.append(row)
         problems.extend(_queue_problems(rows, required_set, thresholds))
 
@@ -207,11 +220,11 @@ def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | No
     }
 
 
-def _queue_problems(rows: list[dict[str, Any]], required: set[str],
+def _queue_problems(rows: list[dict[str, Any]], required: set[str] | None,
                     thresholds: Thresholds) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
     present = {r["name"] for r in rows}
-    for name in sorted(required - present):
+    for name in sorted((required or set()) - present):
         problems.append(_problem("missing", name,
                                  f"{name}: queue does not exist (run relief-deploy)"))
     for row in rows:

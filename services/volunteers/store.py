@@ -1,5 +1,6 @@
 """Volunteers' storage: volunteers (with their contact), health checks, logged hours,
-organisations (with their contacts) and training sessions."""
+organisations (with their contacts and reporting state), training sessions and status
+reports."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class VolunteersStore(BaseStore):
         "hours": [[("volunteer_id", ASCENDING)], [("status", ASCENDING)]],
         "organisations": [],
         "training": [],
+        "status_reports": [[("organisation_id", ASCENDING)]],
     }
 
     def upsert_volunteer(self, tx: Tx, volunteer: dict[str, Any]) -> bool:
@@ -59,3 +61,21 @@ class VolunteersStore(BaseStore):
 
     def all(self, collection: str) -> list[dict[str, Any]]:
         return list(self.db[collection].find({}))
+
+    def reports(self, organisation_id: str) -> list[dict[str, Any]]:
+        rows = list(self.db.status_reports.find({"organisation_id": organisation_id}))
+        return sorted(rows, key=lambda r: r["reported_at"])  # sorts are slow in the database
+
+    def report_received(self, tx: Tx, organisation_id: str, at: datetime,
+                        summary: dict[str, Any]) -> None:
+        # reports are stamped by this service on arrival, so the latest is the last one
+        self.db.organisations.update_one(
+            {"_id": organisation_id},
+            {"$set": {"last_report_at": at, "last_report": summary}}, session=tx.session)
+
+    def mark_alerted(self, tx: Tx, organisation_id: str, due_at: datetime) -> bool:
+        """Claim the alert for this due time: only one instance's transaction wins."""
+        result = self.db.organisations.update_one(
+            {"_id": organisation_id, "alerted_for": {"$ne": due_at}},
+            {"$set": {"alerted_for": due_at}}, session=tx.session)
+        return result.modified_count == 1
