@@ -196,18 +196,21 @@ class Services:
             self.web_ports[name] = free_port()
         return self.web_ports[name]
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, replica: int = 1) -> subprocess.Popen:
+        """Start a service; ``replica`` > 1 starts another instance beside the first
+        (competing consumers), with its own web port."""
         from services.common.topology import SERVICES
 
+        key = name if replica == 1 else f"{name}#{replica}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{name}.log", "ab")
+        log = open(self.log_dir / f"{key}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "nameko", "run", "--config", str(CONFIG), SERVICES[name]],
             cwd=ROOT, env={**self.env, "RELIEF_SERVICE": name,
-                           "WEB_SERVER_ADDRESS": f"0.0.0.0:{self.web_port(name)}",
+                           "WEB_SERVER_ADDRESS": f"0.0.0.0:{self.web_port(key)}",
                            **self.service_env.get(name, {})}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)
-        self.processes[name] = process
+        self.processes[key] = process
         return process
 
     def start_all(self, names: list[str]) -> None:
