@@ -142,6 +142,15 @@ class HoursQuery(_Strict):
     volunteer_id = fields.String(validate=validate.Length(min=1, max=128))
 
 
+def _json(request: Any, schema: Any) -> tuple[Any, Any, Response | None]:
+    """The request's JSON object and what ``schema`` loads from it, or an error response."""
+    body, problem = json_body(request)
+    if problem:
+        return None, None, problem
+    data, problem = _load(schema, body)
+    return body, data, problem
+
+
 def _load(schema: Schema, values: Any) -> tuple[dict[str, Any], Response | None]:
     try:
         return schema.load(values), None
@@ -172,10 +181,7 @@ class DomainRoutes:
     @authorised
     def post_hours(self, request: Any) -> Response:
         """Log hours (an ``hours_logged`` event through intake); they wait for approval."""
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(HoursBody(), body)
+        body, data, problem = _json(request, HoursBody())
         if problem:
             return problem
         event_id = contract.derived_id("gateway", "hours_logged", data["hours_id"])
@@ -199,10 +205,7 @@ class DomainRoutes:
     @http("POST", "/api/hours/<string:hours_id>/decision")
     @authorised
     def decide_hours(self, request: Any, hours_id: str) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(DecisionBody(), body)
+        body, data, problem = _json(request, DecisionBody())
         if problem:
             return problem
         result = call(self.volunteers, "decide_hours", hours_id,
@@ -213,10 +216,7 @@ class DomainRoutes:
     @http("POST", "/api/lots/<string:lot_id>/write-offs")
     @authorised
     def write_off(self, request: Any, lot_id: str) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(WriteOffBody(), body)
+        body, data, problem = _json(request, WriteOffBody())
         if problem:
             return problem
         result = call(self.donations, "write_off", data["request_id"], lot_id,
@@ -228,10 +228,7 @@ class DomainRoutes:
     @authorised
     def transfer(self, request: Any, lot_id: str) -> Response:
         """Move stock to another warehouse; the new lot is at ``to_lot_id``."""
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(TransferBody(), body)
+        body, data, problem = _json(request, TransferBody())
         if problem:
             return problem
         return _answer(call(self.donations, "transfer", data["request_id"], lot_id,
@@ -242,10 +239,7 @@ class DomainRoutes:
     @http("POST", "/api/pledges")
     @authorised
     def post_pledge(self, request: Any) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        _, problem = _load(PledgeBody(), body)
+        body, _, problem = _json(request, PledgeBody())
         if problem:
             return problem
         return _answer(call(self.donations, "make_pledge", body), ok=201)
@@ -272,10 +266,7 @@ class DomainRoutes:
     def post_pledge_part(self, request: Any, pledge_id: str) -> Response:
         """A part of the pledge arrived: accepted as a donation (202), counted on the pledge
         once its lot is recorded."""
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(PledgePartBody(), body)
+        body, data, problem = _json(request, PledgePartBody())
         if problem:
             return problem
         return _answer(call(self.donations, "receive_pledge", pledge_id, body, timeout=20.0),
@@ -297,10 +288,7 @@ class DomainRoutes:
     @http("POST", "/api/organisations")
     @authorised
     def post_organisation(self, request: Any) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(OrganisationBody(), body)
+        body, data, problem = _json(request, OrganisationBody())
         if problem:
             return problem
         return _answer(call(self.volunteers, "register_organisation", body), ok=201)
@@ -314,10 +302,7 @@ class DomainRoutes:
     @authorised
     def post_status_report(self, request: Any, organisation_id: str) -> Response:
         """An organisation's periodic status report (idempotent by ``report_id``)."""
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        _, problem = _load(StatusReportBody(), body)
+        body, _, problem = _json(request, StatusReportBody())
         if problem:
             return problem
         return _answer(call(self.volunteers, "report_status", organisation_id, body), ok=201)
@@ -341,10 +326,7 @@ class DomainRoutes:
     @http("POST", "/api/training")
     @authorised
     def post_training(self, request: Any) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        data, problem = _load(TrainingBody(), body)
+        body, data, problem = _json(request, TrainingBody())
         if problem:
             return problem
         return _answer(call(self.volunteers, "record_training", body), ok=201)
