@@ -276,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     database = None
     mongo_uri = os.environ.get("MONGO_URI")
     services = None
+    sink = None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -293,6 +294,14 @@ def run(args: argparse.Namespace) -> int:
             database.start()
             mongo_uri = database.uri
         env = service_env(broker.amqp_uri, mongo_uri, broker.management_uri, token)
+        if not os.environ.get("SMTP_HOST"):
+            # a local SMTP (and SMS/WeChat webhook) sink: messages land in .local/mail/
+            from deploy.mail_sink import MailSink
+
+            sink = MailSink(state / "mail", port=args.smtp_port, http_port=args.webhook_port)
+            print("starting the mail sink...", flush=True)
+            sink.start()
+            env.update({k: v for k, v in sink.env().items() if k not in os.environ})
         deploy_topology(env)
         ports = {name: args.metrics_port_base + i for i, name in enumerate(SERVICES)}
         ports["gateway"] = args.gateway_port
@@ -309,6 +318,8 @@ Relief Exchange is running.
   metrics        http://127.0.0.1:{args.prometheus_port}/metrics (broker); each service:
                  {", ".join(f"{n} :{p}" for n, p in ports.items() if n != "gateway")}
   database       {mongo_uri}
+  mail           {f"{state / 'mail'}/  (read: .venv/bin/python -m deploy.mail_sink list, show)"
+                  if sink else f"SMTP {os.environ['SMTP_HOST']}"}
   service logs   {state / 'logs'}/
 Ctrl-C stops everything; data stays in {state}/.
 """, flush=True)
@@ -328,6 +339,8 @@ Ctrl-C stops everything; data stays in {state}/.
         print("stopping...", flush=True)
         if services is not None:
             services.stop_all()
+        if sink is not None:
+            sink.stop()
         if database is not None:
             database.stop()
         broker.stop()
@@ -345,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prometheus-port", type=int,
                    default=int(os.environ.get("PROMETHEUS_PORT", 15692)))
     p.add_argument("--db-port", type=int, default=int(os.environ.get("DB_PORT", 27017)))
+    p.add_argument("--smtp-port", type=int, default=int(os.environ.get("SMTP_PORT", 1025)))
+    p.add_argument("--webhook-port", type=int,
+                   default=int(os.environ.get("WEBHOOK_SINK_PORT", 1080)))
     p.add_argument("--metrics-port-base", type=int,
                    default=int(os.environ.get("METRICS_PORT_BASE", 9101)))
     args = parser.parse_args(argv)

@@ -72,6 +72,7 @@ class ContactSchema(DataSchema):
     name = fields.String(validate=validate.Length(max=100))
     phone = fields.String(validate=validate.Regexp(r"^\+?[0-9 \-]{5,20}$"))
     language = fields.String(validate=validate.OneOf(("zh-CN", "en")))
+    email = fields.Email()
 
 
 class DonorSchema(DataSchema):

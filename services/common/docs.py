@@ -157,7 +157,7 @@ def openapi() -> dict[str, Any]:
               "401": answer("missing or wrong bearer token", error),
               "504": answer("a service did not answer in time", error)}
     read_errors = {k: v for k, v in errors.items() if k != "400"}
-    return {
+    doc = {
         "openapi": "3.0.3",
         "info": {"title": "Relief Exchange gateway", "version": "1"},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -224,6 +224,10 @@ def openapi() -> dict[str, Any]:
         },
     }
 
+    from services.gateway import notifications_routes
+
+    doc["paths"].update(notifications_routes.openapi_paths())
+    return doc
 
 def domain_paths(body: Any, answer: Any, error: dict, errors: dict,
                  read_errors: dict) -> dict[str, Any]:

@@ -5,6 +5,7 @@ outside systems), so a POST answers 202 and its effects follow within moments.""
 from __future__ import annotations
 
 import logging
+from html import escape
 from typing import Any
 
 from marshmallow import ValidationError
@@ -22,13 +23,15 @@ from services.gateway import schemas
 from services.gateway.dashboard import DashboardRoutes
 from services.gateway.domain_routes import DomainRoutes
 from services.gateway.http import authorised, error, json_body, respond, token_ok
+from services.gateway.notifications_routes import NotificationRoutes
 from services.gateway.status import StatusRoutes, queue_rows
 from services.gateway.store import GatewayStore
 
 log = logging.getLogger(__name__)
 
 
-class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, ServiceEndpoints):
+class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, NotificationRoutes,
+                     ServiceEndpoints):
     name = "gateway"
 
     store: GatewayStore = StoreProvider(GatewayStore, emits=False)
@@ -115,6 +118,26 @@ class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, ServiceEndpoin
         if need is None:
             return error(409, f"offer {offer_id!r} is not open (answered, lapsed or unknown)")
         return respond(200, need)
+
+    @http("GET", "/api/offers/<string:offer_id>/<string:answer>")
+    def confirm_offer_page(self, request: Any, offer_id: str, answer: str) -> Response:
+        """What a link in a message opens: a page that asks the volunteer to confirm (a GET
+        must not change anything: mail scanners open links)."""
+        if answer not in ("accept", "decline"):
+            return error(404, "answer must be accept or decline")
+        sig = request.args.get("sig", "")
+        if not links.verify(offer_id, sig, settings(self.config_).links_secret):
+            return error(401, "this link is not valid")
+        label = {"accept": ("接受任务", "Accept"), "decline": ("婉拒任务", "Decline")}[answer]
+        page = (
+            "<!doctype html><html lang='zh-CN'><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width'>"
+            f"<title>{label[0]}</title><body style='font-family:sans-serif;margin:2em'>"
+            f"<p>任务 {escape(offer_id)}</p>"
+            f"<form method='post' action='?sig={escape(sig)}'>"
+            f"<button type='submit' style='font-size:1.2em'>{label[0]} / {label[1]}</button>"
+            "</form></body></html>")
+        return Response(page, mimetype="text/html")
 
     # -- health (no auth) -----------------------------------------------------------------
     @http("GET", "/health")
