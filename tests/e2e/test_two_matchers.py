@@ -32,13 +32,15 @@ def test_two_instances_share_the_work_and_never_over_allocate(system):
             "donation_id": lot, "donor": {"name": "好医生集团", "kind": "company"},
             "location_id": location, "category": "thermometers", "quantity": 50,
             "unit": "piece", "value_yuan": 500.0})
+    matching = space.db("matching")
+    eventually(lambda: matching.supply.count_documents({"_id": {"$in": lots}}) == len(lots),
+               what="every lot in matching's view before the needs compete for them")
     needs = [f"two-{tag}-N{i:02d}" for i in range(48)]
     for i, need in enumerate(needs):  # 48 x 8 = 384 asked: more than there is
         space.intake("need_posted", {
             "need_id": need, "community_id": COMMUNITIES[i % 6], "kind": "goods",
             "category": "thermometers", "quantity": 8, "unit": "piece", "urgency": "high"})
 
-    matching = space.db("matching")
     eventually(lambda: matching.needs.count_documents({"_id": {"$in": needs}}) == len(needs)
                and space.queue_depth(queue) == 0, timeout=90, what="all needs handled")
     mine = list(matching.needs.find({"_id": {"$in": needs}}))

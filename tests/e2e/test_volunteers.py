@@ -68,6 +68,12 @@ def test_offers_go_only_to_healthy_volunteers_and_move_on_when_declined(system):
     # declined through the signed link the volunteer received: the next one is offered it
     offer_id = need["offer"]["offer_id"]
     sig = links.sign(offer_id, System.TOKEN)
+    # opening the link (GET) changes nothing: it shows a page that asks to confirm
+    page = system.api("GET", f"/api/offers/{offer_id}/decline?sig={sig}", token=None)
+    assert page.status_code == 200 and "<form method='post'" in page.text
+    assert system.need(need_id)["offer"]["offer_id"] == offer_id
+    assert system.api("GET", f"/api/offers/{offer_id}/decline?sig=forged",
+                      token=None).status_code == 401
     r = system.api("POST", f"/api/offers/{offer_id}/decline?sig={sig}", token=None)
     assert r.status_code == 200, r.text
     assert r.json()["offer"]["volunteer_id"] == second
