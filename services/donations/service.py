@@ -72,20 +72,12 @@ class DonationsService(ServiceEndpoints):
         if done is not None:
             return {"write_off_id": write_off_id, "repeated": True,
                     **lot_view(self.store.lot(done["lot_id"]))}
-        lot = self.store.lot(lot_id)
-        if lot is None:
-            return {"error": f"unknown lot {lot_id!r}", "status": 404}
-        if not units.compatible(unit, lot["unit"]):
-            return {"error": f"{unit} does not measure lot {lot_id} ({lot['unit']})",
-                    "status": 400, "fields": {"unit": "incompatible with the lot's unit"}}
-        try:
-            answer = call(self.matching, "withdraw", lot_id, quantity, unit, write_off_id,
-                          f"written_off:{reason}")
-        except RpcTimeout as exc:
-            return {"error": str(exc), "status": 504}
-        if not answer.get("ok"):
-            return {"error": answer.get("error") or "refused", "status": 409,
-                    "available": answer.get("available")}
+        lot, problem = self._lot_in(lot_id, unit)
+        if problem:
+            return problem
+        problem = self._withdraw(lot_id, quantity, unit, write_off_id, f"written_off:{reason}")
+        if problem:
+            return problem
         lot = self.store.atomically(lambda tx: record_write_off(
             self.store, tx, write_off_id, lot_id, quantity, unit, reason, note))
         return {"write_off_id": write_off_id, "repeated": False, **lot_view(lot)}
@@ -102,12 +94,9 @@ class DonationsService(ServiceEndpoints):
         if done is not None:
             return {"transfer_id": transfer_id, "repeated": True, "to_lot_id": done["to_lot_id"],
                     **lot_view(self.store.lot(done["lot_id"]))}
-        lot = self.store.lot(lot_id)
-        if lot is None:
-            return {"error": f"unknown lot {lot_id!r}", "status": 404}
-        if not units.compatible(unit, lot["unit"]):
-            return {"error": f"{unit} does not measure lot {lot_id} ({lot['unit']})",
-                    "status": 400, "fields": {"unit": "incompatible with the lot's unit"}}
+        lot, problem = self._lot_in(lot_id, unit)
+        if problem:
+            return problem
         if to_location_id not in self.reference.areas:
             return {"error": "unknown warehouse", "status": 400,
                     "fields": {"to_location_id": f"unknown area {to_location_id!r}"}}
@@ -117,18 +106,36 @@ class DonationsService(ServiceEndpoints):
         if self.store.lot(transfer_id) is not None:
             return {"error": f"lot id {transfer_id!r} is taken; choose another request_id",
                     "status": 409}
+        problem = self._withdraw(lot_id, quantity, unit, transfer_id, "transferred")
+        if problem:
+            return problem
+        lot = self.store.atomically(lambda tx: record_transfer(
+            self.store, tx, transfer_id, lot_id, quantity, unit, to_location_id))
+        return {"transfer_id": transfer_id, "repeated": False, "to_lot_id": transfer_id,
+                **lot_view(lot)}
+
+    def _lot_in(self, lot_id: str, unit: str) -> tuple[dict[str, Any] | None, dict | None]:
+        """The lot, or the answer for an unknown lot or a unit that does not measure it."""
+        lot = self.store.lot(lot_id)
+        if lot is None:
+            return None, {"error": f"unknown lot {lot_id!r}", "status": 404}
+        if not units.compatible(unit, lot["unit"]):
+            return None, {"error": f"{unit} does not measure lot {lot_id} ({lot['unit']})",
+                          "status": 400, "fields": {"unit": "incompatible with the lot's unit"}}
+        return lot, None
+
+    def _withdraw(self, lot_id: str, quantity: float, unit: str, reference: str,
+                  reason: str) -> dict | None:
+        """Take the stock out of matching's reach first (never both allocated and moved);
+        None when done, else the answer to give."""
         try:
-            answer = call(self.matching, "withdraw", lot_id, quantity, unit, transfer_id,
-                          "transferred")
+            answer = call(self.matching, "withdraw", lot_id, quantity, unit, reference, reason)
         except RpcTimeout as exc:
             return {"error": str(exc), "status": 504}
         if not answer.get("ok"):
             return {"error": answer.get("error") or "refused", "status": 409,
                     "available": answer.get("available")}
-        lot = self.store.atomically(lambda tx: record_transfer(
-            self.store, tx, transfer_id, lot_id, quantity, unit, to_location_id))
-        return {"transfer_id": transfer_id, "repeated": False, "to_lot_id": transfer_id,
-                **lot_view(lot)}
+        return None
 
     # -- pledges -----------------------------------------------------------------------------
     @rpc
