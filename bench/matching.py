@@ -4,9 +4,12 @@ optimum, on seeded instances shaped like the sample district.
 Run from the repository root: ``python bench/matching.py [--sizes 1000,10000] [--needs N]
 [--seed S]``. It prints figures and ratios and never fails on them.
 
-Greedy: each need, in ``engine.order_needs`` order, selects its candidate lots by
-(category, location) equality over ``handlers.candidate_locations`` (an in-memory stand-in
-for the store's indexed query), calls ``engine.allocate`` and claims what it got.
+Service ("g" in the figures): the matching service's own planner (``engine.Planner``), one
+per category, serving needs in ``engine.order_needs`` order from warehouse stock kept like
+the store's bins (lots in use order and their total): each need takes the nearest stock
+first; a need still short moves earlier needs to other stock they can reach, when that
+frees stock only it can reach. Every allocation is checked against the lot's stock as the
+store's conditional claim would.
 
 Optimum: per category, a transport LP on (need, warehouse) pairs solved with HiGHS: first
 the maximum coverage, then the least total tier distance at that coverage (and, as a fairer
@@ -22,7 +25,6 @@ import argparse
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
@@ -39,11 +41,6 @@ from scipy.sparse import coo_matrix, vstack  # noqa: E402
 from services.common import reference, units  # noqa: E402
 from services.common.reference import AreaTree, Reference  # noqa: E402
 from services.matching import engine  # noqa: E402
-
-with warnings.catch_warnings():
-    # handlers pulls in the storage layer, which imports eventlet and warns about it
-    warnings.simplefilter("ignore")
-    from services.matching.handlers import candidate_locations  # noqa: E402
 
 NOW = datetime(2026, 2, 10, 9, 0)
 # category -> (typical lot size in the category's unit, spread of the log-normal)
@@ -86,8 +83,8 @@ class Instance:
 class GreedyResult:
     allocations: list[Alloc]
     latencies_ns: list[int]
-    pool_sizes: list[int]
     splits: list[int]
+    moved: int = 0
 
 
 @dataclass
@@ -168,67 +165,51 @@ def generate(ref: Reference, n_lots: int, n_needs: int, seed: int,
     return Instance(ref, lots, needs, categories)
 
 
-# -- greedy: the service's decision path ----------------------------------------------------
-def build_index(instance: Instance) -> dict[tuple[str, str], list[int]]:
-    """(category, location_id) -> lot indices in use order: the warehouse bins the store keeps
-    (a decision reads a bin and looks only at the first lots that can cover the need)."""
-    index: dict[tuple[str, str], list[int]] = {}
-    for k, lot in enumerate(instance.lots):
+# -- the service's plan -------------------------------------------------------------------
+def build_stock(instance: Instance) -> dict[str, dict[str, engine.Stock]]:
+    """category -> warehouse -> its lots in use order and their total: the warehouse bins
+    the store keeps (a decision reads a bin's total and takes lots from its head)."""
+    grouped: dict[str, dict[str, list[engine.Lot]]] = {}
+    for lot in instance.lots:
         if lot.available > 0:
-            index.setdefault((lot.category, lot.location_id), []).append(k)
-    lots = instance.lots
-    for members in index.values():
-        members.sort(key=lambda k: engine.lot_order(lots[k].expires_at, lots[k].received_at,
-                                                    lots[k].lot_id))
-    return index
+            grouped.setdefault(lot.category, {}).setdefault(lot.location_id, []).append(lot)
+    out: dict[str, dict[str, engine.Stock]] = {}
+    for cat, by_location in grouped.items():
+        out[cat] = {}
+        for loc, members in by_location.items():
+            members.sort(key=lambda x: engine.lot_order(x.expires_at, x.received_at, x.lot_id))
+            out[cat][loc] = engine.Stock(members, sum(x.available for x in members))
+    return out
 
 
-def run_greedy(instance: Instance, claim: bool = True) -> GreedyResult:
-    """The service's decision path for each need in service order; ``claim=False`` leaves
-    the stock as it was (to time decisions against the same stock)."""
-    index = build_index(instance)
-    start_at = {key: 0 for key in index}  # exhausted lots at a bin's head are skipped once
-    lots = instance.lots
-    available = [lot.available for lot in lots]
-    position = {lot.lot_id: k for k, lot in enumerate(lots)}
+def run_greedy(instance: Instance) -> GreedyResult:
+    """The service's decision path: one ``engine.Planner`` per category, each need served
+    in service order (nearest stock first, then moves that free stock only it can reach);
+    a decision's latency is one ``serve`` call."""
+    stock = build_stock(instance)
+    planners = {cat: engine.Planner(stock.get(cat, {}), instance.areas, instance.now)
+                for cat in instance.categories}
+    position = {lot.lot_id: k for k, lot in enumerate(instance.lots)}
     need_pos = {need.need_id: i for i, need in enumerate(instance.needs)}
-    areas, ref, now = instance.areas, instance.ref, instance.now
-    result = GreedyResult([], [], [], [])
+    result = GreedyResult([], [], [])
     clock = time.perf_counter_ns
     for need in engine.order_needs(instance.needs):
         start = clock()
-        pool = []
-        for loc in candidate_locations(need, ref):
-            key = (need.category, loc)
-            members = index.get(key)
-            if not members:
-                continue
-            i = start_at[key]
-            while i < len(members) and available[members[i]] == 0:
-                i += 1
-            start_at[key] = i
-            got = 0
-            for k in members[i:]:
-                if available[k] <= 0 or not instance.usable(lots[k]):
-                    continue
-                lot = lots[k]
-                pool.append(engine.Lot(lot.lot_id, lot.category, lot.location_id, available[k],
-                                       lot.unit, lot.expires_at, lot.received_at))
-                got += available[k]
-                if got >= need.remaining:
-                    break
-        allocations = engine.allocate(need, pool, areas, now)
-        for alloc in allocations if claim else ():
+        planners[need.category].serve(need)
+        result.latencies_ns.append(clock() - start)
+    available = [lot.available for lot in instance.lots]
+    per_need: dict[str, int] = {}
+    for planner in planners.values():
+        for alloc in planner.allocations():
             k = position[alloc.lot_id]
             if available[k] < alloc.quantity:  # the store's conditional claim would refuse
                 raise RuntimeError(f"claim beyond availability on {alloc.lot_id}")
             available[k] -= alloc.quantity
-        result.latencies_ns.append(clock() - start)
-        result.pool_sizes.append(len(pool))
-        result.splits.append(len(allocations))
-        i = need_pos[need.need_id]
-        result.allocations.extend((i, position[a.lot_id], a.quantity, a.tier_distance)
-                                  for a in allocations)
+            per_need[alloc.need_id] = per_need.get(alloc.need_id, 0) + 1
+            result.allocations.append((need_pos[alloc.need_id], k, alloc.quantity,
+                                       alloc.tier_distance))
+    result.splits.extend(per_need.get(n.need_id, 0) for n in instance.needs)
+    result.moved = sum(planner.moved for planner in planners.values())
     return result
 
 
@@ -252,8 +233,16 @@ def probe_latency(instance: Instance, seed: int) -> np.ndarray:
         needs.append(engine.Need(f"P{i:05d}", cat, communities[rng.integers(len(communities))],
                                  units.to_milli(3 * typical, info.unit), info.unit, "high",
                                  None, instance.now, tiers[i]))
-    probe = Instance(instance.ref, instance.lots, needs, instance.categories, instance.now)
-    return np.array(run_greedy(probe, claim=False).latencies_ns) / 1000.0
+    stock = build_stock(instance)
+    clock = time.perf_counter_ns
+    out = []
+    for need in needs:
+        # a fresh plan each time: every probe sees the whole stock
+        planner = engine.Planner(stock.get(need.category, {}), instance.areas, instance.now)
+        start = clock()
+        planner.serve(need)
+        out.append(clock() - start)
+    return np.array(out) / 1000.0
 
 
 def _solve(cost: np.ndarray, a_ub, b_ub: np.ndarray, a_eq=None, b_eq=None):
@@ -424,7 +413,7 @@ def run_size(ref: Reference, n_lots: int, n_needs: int, seed: int) -> dict:
         "p50": float(np.percentile(lat_us, 50)), "p99": float(np.percentile(lat_us, 99)),
         "probe_p50": float(np.percentile(probe_us, 50)),
         "probe_p99": float(np.percentile(probe_us, 99)),
-        "pool": float(np.mean(greedy.pool_sizes)), "splits": float(np.mean(greedy.splits)),
+        "moved": greedy.moved, "splits": float(np.mean(greedy.splits)),
         "violations": violations(instance, greedy.allocations)
         + violations(instance, optimal.allocations),
         "lp_vars": optimal.lp_vars, "notes": optimal.notes,
@@ -440,7 +429,7 @@ def report(rows: list[dict]) -> None:
           " distance at the greedy's coverage")
     print(f"{'lots':>7} {'needs':>5} {'demand':>9} {'supply':>9} {'cov.g':>6} {'cov.o':>6}"
           f" {'g/o':>6} {'dist.g':>8} {'dist.o':>8} {'raw':>5} {'/unit':>5} {'=cov':>5}"
-          f" {'p50us':>7} {'p99us':>8} {'pool':>5} {'split':>5}")
+          f" {'p50us':>7} {'p99us':>8} {'moved':>5} {'split':>5}")
     for r in rows:
         g, o = r["greedy"], r["optimal"]
         print(f"{r['lots']:>7} {r['needs']:>5} {g.demand / 1000:>9.0f} {g.supply / 1000:>9.0f}"
@@ -448,8 +437,9 @@ def report(rows: list[dict]) -> None:
               f" {g.distance / 1000:>8.0f} {o.distance / 1000:>8.0f}"
               f" {_ratio(g.distance, o.distance):>5.2f} {_ratio(g.per_unit, o.per_unit):>5.2f}"
               f" {_ratio(g.distance, r['distance_at']):>5.2f}"
-              f" {r['p50']:>7.0f} {r['p99']:>8.0f} {r['pool']:>5.0f} {r['splits']:>5.1f}")
-    print("(pool = mean candidate lots per decision, split = mean allocations per decision)")
+              f" {r['p50']:>7.0f} {r['p99']:>8.0f} {r['moved']:>5} {r['splits']:>5.1f}")
+    print("(moved = needs moved to other stock they reach so that a later need could be"
+          " served; split = mean allocations per need)")
     print("\nper category: coverage g/o, distance per unit g/o, distance at equal coverage g/o")
     for r in rows:
         parts = [f"{cat} {g.coverage:.3f}/{o.coverage:.3f} {g.per_unit:.3f}/{o.per_unit:.3f}"

@@ -1,6 +1,6 @@
 """The matching engine: pure, no I/O. Needs and candidate lots in, allocations out.
 
-Rules (the event spine's first chain; fuller rules arrive with escalation and fairness):
+Rules:
 
 * the category must match and the units must measure the same thing; quantities are exact
   integers in thousandths of the base unit (see ``services.common.units``);
@@ -13,6 +13,12 @@ Rules (the event spine's first chain; fuller rules arrive with escalation and fa
   left in a lot, so a warehouse can keep its lots in it (see ``lot_order``);
 * partial fulfilment across lots; what remains stays open;
 * needs are served by urgency, then earliest ``needed_by``, then oldest;
+* **coverage** (:class:`Planner`): the open needs of a batch are planned together. A need
+  still short after taking the nearest stock it can reach may move needs served before it to
+  other stock *they* can reach, never giving them less, so that it gets stock only it can
+  reach (an escalated need that took its own community's stock moves to the street's, and
+  the community's need that can reach nothing else is served). A batch thus covers as much
+  demand as any allocation could; the moved allocation says so in its explanation;
 * **fairness** for scarce categories (:func:`fair_caps`): when the open demand of a batch of
   needs exceeds the supply they can reach, each community may take at most its share of
   that supply, proportional to the quantity it still asks weighted by the beneficiaries
@@ -24,9 +30,12 @@ Rules (the event spine's first chain; fuller rules arrive with escalation and fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from services.common import units
@@ -150,53 +159,317 @@ def fair_caps(demand: dict[str, int], weight: dict[str, float], supply: int,
     return caps
 
 
-def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
-             cap: int | None = None, share: int | None = None) -> list[Allocation]:
-    """Allocate ``need.remaining`` from ``lots``, nearest first. Does not change the lots;
-    the caller claims each allocation atomically and updates its own view. ``cap`` limits
-    what this need may take (its community's remaining fair share, ``share`` in all)."""
-    wanted = need.remaining if cap is None else min(need.remaining, cap)
-    if wanted <= 0:
-        return []
-    now_naive = _naive(now)
-    ranked: list[tuple[tuple, Lot, int]] = []
-    distances: dict[str, int | None] = {}  # lots share few locations: walk the tree once each
-    for lot in lots:
-        if lot.category != need.category or lot.available <= 0:
-            continue
-        if not units.compatible(lot.unit, need.unit):
-            continue
-        if lot.expires_at is not None and _naive(lot.expires_at) <= now_naive:
-            continue
-        if lot.location_id not in distances:
-            distances[lot.location_id] = tier_distance(need, lot.location_id, areas)
-        distance = distances[lot.location_id]
-        if distance is None:
-            continue
-        key = (distance, *lot_order(lot.expires_at, lot.received_at, lot.lot_id))
-        ranked.append((key, lot, distance))
-    ranked.sort(key=lambda item: item[0])
+def reach(need: Need, areas: AreaTree) -> list[str]:
+    """Warehouses whose stock the need may draw on, given how far it has escalated: its
+    community, street and district; its street's communities once escalated to the street;
+    every warehouse once escalated to the district."""
+    chain = areas.chain(need.community_id)
+    far = TIER_REACH.get(need.tier, 0)
+    if far >= 2:
+        return list(areas.areas)
+    if far >= 1 and len(chain) > 1:
+        return chain + [c for c in areas.children.get(chain[1], []) if c not in chain]
+    return chain
 
-    out: list[Allocation] = []
-    remaining = wanted
-    for _, lot, distance in ranked:
-        if remaining <= 0:
-            break
-        quantity = min(remaining, lot.available)
-        remaining -= quantity
-        score = {
+
+@dataclass
+class Stock:
+    """One warehouse's lots of a category, in use order (:func:`lot_order`), and the total
+    they hold. Lots already expired sort first (earliest expiry first), so a planner skips
+    them at the head; a store can keep the lots and the total as they are."""
+
+    lots: Sequence[Lot]
+    total: int
+
+
+def stock_of(lots: Iterable[Lot], category: str, unit: str) -> dict[str, Stock]:
+    """Group lots of ``category`` that measure what ``unit`` measures, by warehouse."""
+    grouped: dict[str, list[Lot]] = {}
+    for lot in lots:
+        if (lot.category == category and lot.available > 0
+                and units.compatible(lot.unit, unit)):
+            grouped.setdefault(lot.location_id, []).append(lot)
+    out = {}
+    for location, members in grouped.items():
+        members.sort(key=lambda x: lot_order(x.expires_at, x.received_at, x.lot_id))
+        out[location] = Stock(members, sum(x.available for x in members))
+    return out
+
+
+class Planner:
+    """Allocates one batch of needs of one category, in service order (:func:`order_needs`),
+    from warehouses' stock; nothing is claimed here, the caller claims what
+    :meth:`allocations` returns.
+
+    Each need first takes the nearest stock it can reach, lot by lot in use order
+    (:meth:`serve`). A need that is still short looks for stock held by needs served before
+    it that could be served elsewhere: an earlier need may be moved to other stock it can
+    reach (never farther than its own reach, never by a smaller amount), so that the later
+    need gets the stock only it can reach. Earlier needs therefore never receive less because
+    of a later one, and the batch covers as much demand as any allocation could (a maximum
+    flow: a need that finds no such chain leaves every warehouse it could reach through
+    others full, and later needs never change that). Lots at each warehouse then go to the
+    needs in service order, so the most urgent need gets the earliest-expiring lots."""
+
+    def __init__(self, stock: Mapping[str, Stock], areas: AreaTree, now: datetime):
+        self._stock = stock
+        self._areas = areas
+        self._now = _naive(now)
+        self._spare: dict[str, int] = {}  # location -> usable stock not yet planned
+        self._head: dict[str, list[int]] = {}  # location -> [lot index, milli used of it]
+        self._start: dict[str, int] = {}  # location -> index of its first unexpired lot
+        self._flows: dict[str, dict[str, int]] = {}  # need -> location -> milli
+        self._holders: dict[str, dict[str, int]] = {}  # location -> need -> milli
+        self._needs: dict[str, Need] = {}  # served needs, in service order
+        self._shares: dict[str, int | None] = {}
+        self._limited: dict[str, bool] = {}
+        self._moved: set[tuple[str, str]] = set()  # (need, location) it was moved to
+        self._reach: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        self._dead: set[str] = set()  # full, and no chain of moves leads out of them
+        self._distances: dict[tuple[str, str, str], int] = {}
+
+    # -- stock ---------------------------------------------------------------------------
+    def _open(self, location: str) -> int:
+        spare = self._spare.get(location)
+        if spare is not None:
+            return spare
+        stock = self._stock.get(location)
+        if stock is None:
+            self._spare[location] = 0
+            return 0
+        i, expired = 0, 0
+        lots = stock.lots
+        while i < len(lots) and lots[i].expires_at is not None and (
+                _naive(lots[i].expires_at) <= self._now):
+            expired += lots[i].available
+            i += 1
+        self._start[location] = i
+        self._head[location] = [i, 0]
+        spare = self._spare[location] = stock.total - expired
+        return spare
+
+    def _head_lot(self, location: str) -> Lot:
+        lots = self._stock[location].lots
+        head = self._head[location]
+        while lots[head[0]].available - head[1] <= 0:
+            head[0] += 1
+            head[1] = 0
+        return lots[head[0]]
+
+    def _use(self, location: str, quantity: int) -> None:
+        """Plan ``quantity`` more of a warehouse's stock (its lots in use order)."""
+        self._spare[location] -= quantity
+        head = self._head[location]
+        lots = self._stock[location].lots
+        while quantity > 0:
+            left = lots[head[0]].available - head[1]
+            if left <= 0:
+                head[0] += 1
+                head[1] = 0
+                continue
+            step = min(left, quantity)
+            head[1] += step
+            quantity -= step
+
+    def _eligible(self, need: Need) -> list[tuple[int, str]]:
+        """(tier distance, warehouse) the need may use and that hold stock, nearest first."""
+        key = (need.community_id, need.tier)
+        found = self._reach.get(key)
+        if found is None:
+            found = []
+            if need.community_id in self._areas:
+                for location in reach(need, self._areas):
+                    if location in self._stock:
+                        distance = tier_distance(need, location, self._areas)
+                        if distance is not None:
+                            found.append((distance, location))
+            found.sort(key=lambda item: item[0])
+            self._reach[key] = found
+        return found
+
+    def _distance(self, need: Need, location: str) -> int:
+        key = (need.community_id, need.tier, location)
+        found = self._distances.get(key)
+        if found is None:
+            found = self._distances[key] = tier_distance(need, location, self._areas) or 0
+        return found
+
+    def _flow(self, need_id: str, location: str, quantity: int) -> None:
+        flows = self._flows.setdefault(need_id, {})
+        holders = self._holders.setdefault(location, {})
+        left = flows.get(location, 0) + quantity
+        if left:
+            flows[location] = left
+            holders[need_id] = left
+        else:
+            flows.pop(location, None)
+            holders.pop(need_id, None)
+
+    # -- deciding ------------------------------------------------------------------------
+    def serve(self, need: Need, limit: int | None = None, share: int | None = None) -> int:
+        """Plan the need (at most ``limit``, its community's fair share left, ``share`` in
+        all); returns the milli units it gets."""
+        self._needs[need.need_id] = need
+        self._shares[need.need_id] = share
+        self._limited[need.need_id] = limit is not None
+        wanted = need.remaining if limit is None else min(need.remaining, limit)
+        if wanted <= 0:
+            return 0
+        got = self._nearest(need, wanted)
+        if got < wanted:
+            got += self._reroute(need, wanted - got)
+        return got
+
+    def _nearest(self, need: Need, wanted: int) -> int:
+        """Nearest tier first; within a tier, lots in use order across its warehouses."""
+        got = 0
+        eligible = self._eligible(need)
+        i = 0
+        while i < len(eligible) and got < wanted:
+            distance = eligible[i][0]
+            level = []
+            while i < len(eligible) and eligible[i][0] == distance:
+                if self._open(eligible[i][1]) > 0:
+                    level.append(eligible[i][1])
+                i += 1
+            if len(level) == 1:
+                location = level[0]
+                step = min(wanted - got, self._spare[location])
+                self._use(location, step)
+                self._flow(need.need_id, location, step)
+                got += step
+                continue
+            heap = [(self._lot_key(loc), loc) for loc in level]
+            heapq.heapify(heap)
+            while heap and got < wanted:
+                _, location = heapq.heappop(heap)
+                lot = self._head_lot(location)
+                step = min(wanted - got, lot.available - self._head[location][1])
+                self._use(location, step)
+                self._flow(need.need_id, location, step)
+                got += step
+                if self._spare[location] > 0:
+                    heapq.heappush(heap, (self._lot_key(location), location))
+        return got
+
+    def _lot_key(self, location: str) -> tuple:
+        lot = self._head_lot(location)
+        return lot_order(lot.expires_at, lot.received_at, lot.lot_id)
+
+    def _reroute(self, need: Need, wanted: int) -> int:
+        got = 0
+        while got < wanted:
+            path = self._chain(need)
+            if path is None:
+                break
+            # path: the need takes at path[0][0]; each later (location, mover) moves that
+            # mover from the previous location to this one; the last location has spare
+            step = min(wanted - got, self._spare[path[-1][0]])
+            for (before, _), (_, mover) in pairwise(path):
+                step = min(step, self._holders[before][mover])
+            self._flow(need.need_id, path[0][0], step)
+            for (before, _), (location, mover) in pairwise(path):
+                self._flow(mover, before, -step)
+                self._flow(mover, location, step)
+                self._moved.add((mover, location))
+            self._use(path[-1][0], step)
+            got += step
+        return got
+
+    def _chain(self, need: Need) -> list[tuple[str, str | None]] | None:
+        """A shortest chain of moves that frees stock for ``need`` (breadth first over
+        warehouses; each kind of need, by community and tier, is expanded once)."""
+        parent: dict[str, tuple[str | None, str | None]] = {}
+        queue: deque[str] = deque()
+        for _, location in self._eligible(need):
+            if location not in self._dead and location not in parent:
+                parent[location] = (None, None)
+                queue.append(location)
+        expanded: set[tuple[str, str]] = set()
+        while queue:
+            location = queue.popleft()
+            # the needs farthest from home here first: moving them costs the least distance
+            movers = sorted(self._holders.get(location, {}),
+                            key=lambda m: -self._distance(self._needs[m], location))
+            for mover_id in movers:
+                if mover_id == need.need_id:
+                    continue
+                mover = self._needs[mover_id]
+                kind = (mover.community_id, mover.tier)
+                if kind in expanded:
+                    continue
+                expanded.add(kind)
+                for _, target in self._eligible(mover):
+                    if target in parent or target in self._dead:
+                        continue
+                    parent[target] = (location, mover_id)
+                    if self._open(target) > 0:
+                        path: list[tuple[str, str | None]] = []
+                        at: str | None = target
+                        while at is not None:
+                            before, by = parent[at]
+                            path.append((at, by))
+                            at = before
+                        return path[::-1]
+                    queue.append(target)
+        self._dead.update(parent)
+        return None
+
+    # -- the outcome -----------------------------------------------------------------------
+    @property
+    def moved(self) -> int:
+        """How many needs were moved to other stock to free stock for a later need."""
+        return len({need_id for need_id, _ in self._moved})
+
+    def allocations(self) -> list[Allocation]:
+        """The plan as allocations of lots: at each warehouse, lots in use order go to the
+        needs in service order."""
+        cursor = {location: [self._start[location], 0] for location in self._start}
+        out: list[Allocation] = []
+        for need_id, need in self._needs.items():
+            flows = self._flows.get(need_id)
+            if not flows:
+                continue
+            mine = []
+            distances = dict((loc, d) for d, loc in self._eligible(need))
+            for location, quantity in flows.items():
+                lots = self._stock[location].lots
+                at = cursor[location]
+                while quantity > 0:
+                    lot = lots[at[0]]
+                    left = lot.available - at[1]
+                    if left <= 0:
+                        at[0] += 1
+                        at[1] = 0
+                        continue
+                    step = min(left, quantity)
+                    at[1] += step
+                    quantity -= step
+                    mine.append(self._allocation(need, lot, step, distances[location],
+                                                 (need_id, location) in self._moved))
+            mine.sort(key=lambda a: (a.tier_distance, a.score["_order"]))
+            for a in mine:
+                del a.score["_order"]
+            out.extend(mine)
+        return out
+
+    def _allocation(self, need: Need, lot: Lot, quantity: int, distance: int,
+                    moved: bool) -> Allocation:
+        now = self._now
+        share = self._shares.get(need.need_id)
+        limited = self._limited.get(need.need_id, False)
+        score: dict[str, Any] = {
             "tier_distance": distance,
             "urgency": need.urgency,
             "deadline_slack_hours": (
-                round((_naive(need.needed_by) - now_naive).total_seconds() / 3600, 1)
+                round((_naive(need.needed_by) - now).total_seconds() / 3600, 1)
                 if need.needed_by else None),
             "expiry_days": (
-                round((_naive(lot.expires_at) - now_naive).total_seconds() / 86400, 1)
+                round((_naive(lot.expires_at) - now).total_seconds() / 86400, 1)
                 if lot.expires_at else None),
-            "fairness": None if cap is None else {
-                "scarce": True,
-                "community_share": units.from_milli(share if share is not None else cap,
-                                                    need.unit)},
+            "fairness": {"scarce": True, "community_share": units.from_milli(
+                share or 0, need.unit)} if limited else None,
+            "_order": lot_order(lot.expires_at, lot.received_at, lot.lot_id),
         }
         explanation = (
             f"{units.from_milli(quantity, need.unit):g} {need.unit} from lot {lot.lot_id} at "
@@ -204,13 +477,39 @@ def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
         )
         if lot.expires_at:
             explanation += f", expires {lot.expires_at:%Y-%m-%d}"
-        if cap is not None:
+        if limited:
             explanation += (f"; scarce: community share "
-                            f"{units.from_milli(share if share is not None else cap, need.unit):g}"
-                            f" {need.unit}")
-        out.append(Allocation(need.need_id, lot.lot_id, lot.location_id, quantity, distance,
-                              score, explanation))
+                            f"{units.from_milli(share or 0, need.unit):g} {need.unit}")
+        if moved:
+            score["moved_for"] = "coverage"
+            explanation += "; nearer stock left to a need that can reach no other"
+        return Allocation(need.need_id, lot.lot_id, lot.location_id, quantity, distance,
+                          score, explanation)
+
+
+def plan(needs: Iterable[Need], lots: Iterable[Lot], areas: AreaTree,
+         now: datetime) -> list[Allocation]:
+    """Allocate a batch of needs (any order; served in service order) from ``lots``."""
+    ordered = order_needs(needs)
+    out: list[Allocation] = []
+    for category, unit in dict.fromkeys((n.category, units.dimension(n.unit))
+                                        for n in ordered):
+        group = [n for n in ordered
+                 if n.category == category and units.dimension(n.unit) == unit]
+        planner = Planner(stock_of(lots, category, group[0].unit), areas, now)
+        for need in group:
+            planner.serve(need)
+        out.extend(planner.allocations())
     return out
+
+
+def allocate(need: Need, lots: Iterable[Lot], areas: AreaTree, now: datetime,
+             cap: int | None = None, share: int | None = None) -> list[Allocation]:
+    """Allocate one need from ``lots``, nearest first (a batch of one). ``cap`` limits what
+    it may take (its community's remaining fair share, ``share`` in all)."""
+    planner = Planner(stock_of(lots, need.category, need.unit), areas, now)
+    planner.serve(need, limit=cap, share=share if share is not None else cap)
+    return planner.allocations()
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,6 @@ class UnknownReference(ValueError):
     """The event names an area or category this deployment does not know."""
 
 
-def candidate_locations(need: engine.Need, ref: Reference) -> list[str]:
-    """Warehouses whose lots the need may draw on, given how far it has escalated."""
-    areas = ref.areas
-    chain = areas.chain(need.community_id)
-    reach = engine.TIER_REACH.get(need.tier, 0)
-    if reach >= 2:
-        return list(areas.areas)
-    if reach >= 1 and len(chain) > 1:
-        return chain + [c for c in areas.children.get(chain[1], []) if c not in chain]
-    return chain
-
-
 NEXT_TIER = {"community": "street", "street": "district"}
 
 
@@ -101,12 +89,11 @@ def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) 
 
 def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str, Any]],
          lots_by_id: dict[str, dict[str, Any]] | None = None) -> int:
-    """Allocate to each goods need in priority order from the lots it may use; claim, record,
-    emit. Scarce categories are shared by :func:`engine.fair_caps`.
+    """Plan the open goods needs of a batch together (:class:`engine.Planner`), in service
+    order; claim, record, emit. Scarce categories are shared by :func:`engine.fair_caps`.
 
-    Candidate lots come from the warehouses' bins, and a need is shown only the first lots of
-    each bin that can cover it: the engine takes lots of a bin in bin order, so it never
-    needs more, and a decision costs the same however many lots a warehouse holds."""
+    Stock comes from the warehouses' bins (lots in use order): a decision takes lots from a
+    bin's head, so it costs the same however many lots a warehouse holds."""
     now = contract.now()
     docs = {d["_id"]: d for d in need_docs}
     needs = [n for n in engine.order_needs(as_engine_need(d) for d in need_docs)
@@ -114,7 +101,7 @@ def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str,
     bins: dict[str, list[dict[str, Any]]] = {}
     loaded: set[tuple[str, str]] = set()
     for need in needs:
-        wanted = [loc for loc in candidate_locations(need, ref)
+        wanted = [loc for loc in engine.reach(need, ref.areas)
                   if (need.category, loc) not in loaded]
         bins.update(store.load_bins(tx, need.category, wanted))
         loaded.update((need.category, loc) for loc in wanted)
@@ -124,24 +111,27 @@ def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str,
 
     made = 0
     touched: set[str] = set()
-    for category in sorted({n.category for n in needs}):
-        group = [n for n in needs if n.category == category]
+    groups: dict[tuple[str, str], list[engine.Need]] = {}
+    for need in needs:
+        groups.setdefault((need.category, units.dimension(need.unit)), []).append(need)
+    for (category, _), group in sorted(groups.items()):
         caps = _fair_caps(group, docs, bins, ref, now)
+        planner = engine.Planner(_stock(bins, category, group[0].unit), ref.areas, now)
         taken: dict[str, int] = {}
         for need in group:
             cap = share = None
             if caps is not None:
                 share = caps.get(need.community_id, 0)
                 cap = share - taken.get(need.community_id, 0)
-            wanted_milli = need.remaining if cap is None else min(need.remaining, cap)
-            pool = _prefix_pool(need, bins, ref, wanted_milli, now)
-            allocations = engine.allocate(need, pool, ref.areas, now, cap=cap, share=share)
-            if allocations:
-                made += len(allocations)
-                taken[need.community_id] = taken.get(need.community_id, 0) + sum(
-                    a.quantity for a in allocations)
-                _record(store, tx, docs[need.need_id], allocations, lots)
-                touched.update(f"{category}|{a.location_id}" for a in allocations)
+            got = planner.serve(need, limit=cap, share=share)
+            taken[need.community_id] = taken.get(need.community_id, 0) + got
+        by_need: dict[str, list[engine.Allocation]] = {}
+        for alloc in planner.allocations():
+            by_need.setdefault(alloc.need_id, []).append(alloc)
+        for need_id, allocations in by_need.items():
+            made += len(allocations)
+            _record(store, tx, docs[need_id], allocations, lots)
+            touched.update(f"{category}|{a.location_id}" for a in allocations)
     for bin_id in sorted(touched):
         store.save_bin(tx, bin_id, bins[bin_id], now)
     return made
@@ -152,21 +142,20 @@ def _usable(entry: dict[str, Any], now: datetime) -> bool:
     return entry["available"] > 0 and (expires is None or _aware(expires, now) > now)
 
 
-def _prefix_pool(need: engine.Need, bins: dict[str, list[dict[str, Any]]], ref: Reference,
-                 wanted: int, now: datetime) -> list[engine.Lot]:
-    pool: list[engine.Lot] = []
-    if wanted <= 0:
-        return pool
-    for location in candidate_locations(need, ref):
-        got = 0
-        for entry in bins.get(f"{need.category}|{location}", ()):
-            if not _usable(entry, now) or not units.compatible(entry["unit"], need.unit):
-                continue
-            pool.append(as_engine_lot(entry))
-            got += entry["available"]
-            if got >= wanted:
-                break
-    return pool
+def _stock(bins: dict[str, list[dict[str, Any]]], category: str,
+           unit: str) -> dict[str, engine.Stock]:
+    """The planner's view of the bins of one category: lots that measure ``unit``, in the
+    bins' (use) order."""
+    out = {}
+    prefix = f"{category}|"
+    for bin_id, entries in bins.items():
+        if not bin_id.startswith(prefix):
+            continue
+        lots = [as_engine_lot(e) for e in entries
+                if e["available"] > 0 and units.compatible(e["unit"], unit)]
+        if lots:
+            out[bin_id[len(prefix):]] = engine.Stock(lots, sum(x.available for x in lots))
+    return out
 
 
 def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],

@@ -119,3 +119,87 @@ def test_a_capped_need_takes_no_more_than_its_share():
         30, "piece"), share=units.to_milli(30, "piece"))
     assert taken(out) == [("d", 30)]
     assert out[0].score["fairness"] == {"scarce": True, "community_share": 30}
+
+
+def n(need_id, qty, urgency="normal", community=C, tier="community", posted=0):
+    return engine.Need(need_id, "masks", community, units.to_milli(qty, "piece"), "piece",
+                       urgency, None, NOW + timedelta(minutes=posted), tier)
+
+
+def by_need(allocations):
+    out = {}
+    for a in allocations:
+        out.setdefault(a.need_id, []).append((a.lot_id, units.from_milli(a.quantity, "piece")))
+    return out
+
+
+def test_an_escalated_need_leaves_its_community_stock_to_a_need_that_has_no_other():
+    # the critical need (escalated to the district) comes first and would take the
+    # community's stock; the community's own need can reach nothing else
+    needs = [n("crit", 10, "critical", tier="district"), n("local", 10, "normal")]
+    lots = [lot("own", C, 10), lot("far", "QY-S02-C01", 10)]
+    out = engine.plan(needs, lots, AREAS, NOW)
+    assert by_need(out) == {"crit": [("far", 10)], "local": [("own", 10)]}
+    moved = [a for a in out if a.need_id == "crit"][0]
+    assert moved.score["moved_for"] == "coverage"
+    assert "can reach no other" in moved.explanation
+    assert "moved_for" not in [a for a in out if a.need_id == "local"][0].score
+
+
+def test_an_earlier_need_is_never_given_less_for_a_later_one():
+    # only one lot both can reach: urgency decides, nothing is moved
+    needs = [n("crit", 10, "critical", tier="district"), n("local", 10, "normal")]
+    out = engine.plan(needs, [lot("own", C, 10)], AREAS, NOW)
+    assert by_need(out) == {"crit": [("own", 10)]}
+
+
+def test_moves_chain_through_several_needs():
+    # local (community C) reaches only C and its street/district warehouses, all held by
+    # street-escalated needs; one of them moves to a neighbour, whose need moves further
+    neighbour = "QY-S01-C02"
+    needs = [n("a", 10, "critical", community=neighbour, tier="district"),
+             n("b", 10, "high", community=neighbour, tier="street"),
+             n("local", 10, "low")]
+    lots = [lot("own", C, 10), lot("next", neighbour, 10), lot("far", "QY-S03-C01", 10)]
+    out = engine.plan(needs, lots, AREAS, NOW)
+    got = by_need(out)
+    assert got["local"] == [("own", 10)]
+    assert sum(q for _, q in got["a"]) == 10 and sum(q for _, q in got["b"]) == 10
+    assert sum(q for v in got.values() for _, q in v) == 30
+
+
+def test_a_plan_covers_what_the_best_allocation_covers_on_random_batches():
+    import random
+
+    import numpy as np
+    from scipy.optimize import linprog
+
+    rng = random.Random(7)
+    communities = ["QY-S01-C01", "QY-S01-C02", "QY-S02-C01", "QY-S02-C02"]
+    places = communities + ["QY-S01", "QY-S02", "QY"]
+    for _ in range(150):
+        needs = [n(f"n{i}", rng.randint(1, 6), rng.choice(list(engine.URGENCY_RANK)),
+                   rng.choice(communities), rng.choice(list(engine.TIER_REACH)), posted=i)
+                 for i in range(5)]
+        lots = [lot(f"l{k}", rng.choice(places), rng.randint(1, 6)) for k in range(5)]
+        out = engine.plan(needs, lots, AREAS, NOW)
+        # the best coverage: a transport LP over the eligible (need, lot) pairs
+        pairs = [(i, k) for i in range(5) for k in range(5)
+                 if engine.tier_distance(needs[i], lots[k].location_id, AREAS) is not None]
+        best = 0
+        if pairs:
+            a_ub = np.zeros((10, len(pairs)))
+            for v, (i, k) in enumerate(pairs):
+                a_ub[i, v] = a_ub[5 + k, v] = 1
+            b_ub = [x.remaining for x in needs] + [x.available for x in lots]
+            best = round(-linprog(-np.ones(len(pairs)), A_ub=a_ub, b_ub=b_ub).fun)
+        assert sum(a.quantity for a in out) == best, (needs, lots, out)
+        # within bounds, and no need gets less than it would with only the needs before it
+        ordered = engine.order_needs(needs)
+        for i, need in enumerate(ordered):
+            mine = sum(a.quantity for a in out if a.need_id == need.need_id)
+            assert mine <= need.remaining
+            alone = engine.plan(ordered[: i + 1], lots, AREAS, NOW)
+            assert mine >= sum(a.quantity for a in alone if a.need_id == need.need_id)
+        for lot_ in lots:
+            assert sum(a.quantity for a in out if a.lot_id == lot_.lot_id) <= lot_.available
