@@ -122,6 +122,29 @@ class DonationReceived(DataSchema):
     lot_id = _id()
     pledge_id = _id()  # the pledge this donation (part) fulfils
     transfer_of = _id()  # set by donations only: the lot this one was moved out of
+    # Goods in boxes declare what one box holds (``box_size`` ``box_unit``: 50 piece, 20 kg).
+    # Donations then counts the lot in what the boxes hold when its category is counted so
+    # (10 boxes of 50 masks: a lot of 500 pieces) and passes the event on in that unit with
+    # ``boxes`` set to the number of boxes received.
+    box_size = _positive()
+    box_unit = _unit()
+    boxes = _positive()  # set by donations only
+
+    @validates_schema
+    def _box_declared(self, data: dict[str, Any], **kwargs: Any) -> None:
+        size, unit = data.get("box_size"), data.get("box_unit")
+        if (size is None) != (unit is None):
+            raise ValidationError("box_size and box_unit go together",
+                                  "box_unit" if unit is None else "box_size")
+        if unit is not None and units.dimension(unit) == "box":
+            raise ValidationError("a box is declared in what it holds (piece, kg...)",
+                                  "box_unit")
+        if data.get("boxes") is not None:
+            if size is None:
+                raise ValidationError("boxes needs box_size and box_unit", "box_size")
+        elif size is not None and units.dimension(data.get("unit") or "box") != "box":
+            raise ValidationError("box_size is declared only for goods counted in boxes",
+                                  "box_size")
 
 
 class VolunteerRegistered(DataSchema):

@@ -67,6 +67,18 @@ def _quantity(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.3f}".rstrip("0")
 
 
+def _boxes(donation: dict[str, Any], lang: str) -> str:
+    """How the goods came packed, when they are counted in what the boxes held."""
+    if not donation.get("boxes"):
+        return ""
+    box = UNITS[lang].get("box", "box")
+    unit = UNITS[lang].get(donation["box_unit"], donation["box_unit"])
+    size = f"{_quantity(donation['box_size'])} {unit}"
+    if lang == "zh-CN":
+        return f"（{_quantity(donation['boxes'])} {box}，每{box} {size}）"
+    return f" ({_quantity(donation['boxes'])} {box}, {size} each)"
+
+
 def receipt_number(year: int, n: int) -> str:
     return f"JZ-{year}-{n:06d}"
 
@@ -86,7 +98,7 @@ def render(donation: dict[str, Any], ref: Reference, lang: str = "zh-CN") -> str
         "donor": donation["donor"]["name"],
         "date": received.date().isoformat() if received else "",
         "item": (cat.name if zh else cat.name_en) if cat else donation["category"],
-        "quantity": f"{_quantity(donation['quantity'])} {unit}",
+        "quantity": f"{_quantity(donation['quantity'])} {unit}" + _boxes(donation, lang),
         "location": (area.name if zh else area.name_en) if area else donation["location_id"],
         "value": f"{donation['value_yuan']:,.2f}",
         "method": t["methods"].get(donation.get("value_method")),

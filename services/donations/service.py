@@ -16,6 +16,7 @@ from services.common.contract import Event
 from services.common.deps import ReferenceProvider, RpcTimeout, call
 from services.common.handler import on_event
 from services.common.metrics import ServiceEndpoints
+from services.common.reference import Reference
 from services.common.store import StoreProvider, Tx
 from services.donations import pledges, receipts
 from services.donations.store import DonationsStore
@@ -35,7 +36,7 @@ class DonationsService(ServiceEndpoints):
 
     @on_event("intake", "donation_received")
     def on_donation_received(self, event: Event) -> None:
-        self.store.atomically(lambda tx: receive(self.store, tx, event),
+        self.store.atomically(lambda tx: receive(self.store, tx, event, self.reference),
                               event=event, consumer="on_donation_received")
 
     @on_event("matching", "assignment_made")
@@ -259,9 +260,23 @@ def count_pledge_part(store: DonationsStore, tx: Tx, data: dict[str, Any]) -> No
                                               "fen": round(data["value_yuan"] * 100)})
 
 
-def receive(store: DonationsStore, tx: Tx, event: Event) -> None:
-    # a transfer is this service's own doing, never something an outsider declares
-    data = {k: v for k, v in event.data.items() if k != "transfer_of"}
+def counted_in_contents(data: dict[str, Any], ref: Reference) -> dict[str, Any]:
+    """Boxes whose category is counted in what they hold (masks in pieces, vegetables in kg)
+    become a lot in that unit: 10 boxes of 50 pieces -> 500 pieces, ``boxes`` 10."""
+    if data.get("box_size") is None or units.dimension(data["unit"]) != "box":
+        return data
+    category = ref.catalogue.get(data["category"])
+    if category is None or units.dimension(category.unit) == "box":
+        return data  # counted in boxes: what a box holds is kept as information
+    return {**data, "boxes": data["quantity"], "unit": data["box_unit"],
+            "quantity": round(data["quantity"] * data["box_size"], 6)}
+
+
+def receive(store: DonationsStore, tx: Tx, event: Event, ref: Reference) -> None:
+    # a transfer, and counting boxes in what they hold, are this service's own doing, never
+    # something an outsider declares
+    data = {k: v for k, v in event.data.items() if k not in ("transfer_of", "boxes")}
+    data = counted_in_contents(data, ref)
     if units.dimension(data["unit"]) == "money":
         # cash: its value is its amount, whatever was declared beside it
         data["value_yuan"] = units.convert(data["quantity"], data["unit"], "yuan")
@@ -286,6 +301,8 @@ def receive(store: DonationsStore, tx: Tx, event: Event) -> None:
         "expires_at": data.get("expires_at"),
         "received_at": event.occurred_at,
         "pledge_id": data.get("pledge_id"),
+        "packing": ({k: data[k] for k in ("boxes", "box_size", "box_unit")}
+                    if data.get("boxes") else None),
     }
     if store.insert_donation(tx, donation, lot):
         if data.get("pledge_id"):
@@ -440,6 +457,7 @@ def lot_view(doc: dict[str, Any]) -> dict[str, Any]:
         "written_off": units.from_milli(doc.get("written_off", 0), unit),
         "transferred": units.from_milli(doc.get("transferred", 0), unit),
         "transfer_of": doc.get("transfer_of"),
+        "packing": doc.get("packing"),  # received as boxes: how many, and what one held
         "value_yuan": doc["value_yuan"],
         "value_method": doc.get("value_method"),
         "expires_at": doc.get("expires_at"),

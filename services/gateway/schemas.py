@@ -15,7 +15,7 @@ class NeedBody(contract.NeedPosted):
 class DonationBody(contract.DonationReceived):
     class Meta:
         unknown = RAISE
-        exclude = ("lot_id", "transfer_of")
+        exclude = ("lot_id", "transfer_of", "boxes")
 
 
 class StockQuery(Schema):

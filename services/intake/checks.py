@@ -25,9 +25,20 @@ def check_references(event: contract.Event, ref: Reference) -> None:
                 problems["data.kind"] = (
                     f"category {category.id!r} is a {category.kind}, not {data['kind']}")
             if "unit" in data and not units.compatible(data["unit"], category.unit):
-                problems["data.unit"] = (
-                    f"{data['unit']!r} does not measure {category.id!r} "
-                    f"(counted in {category.unit})")
+                boxed = units.dimension(data["unit"]) == "box"
+                if boxed and data.get("box_unit"):
+                    if not units.compatible(data["box_unit"], category.unit):
+                        problems["data.box_unit"] = (
+                            f"{data['box_unit']!r} does not measure {category.id!r} "
+                            f"(counted in {category.unit})")
+                elif boxed:
+                    problems["data.unit"] = (
+                        f"{category.id!r} is counted in {category.unit}: declare what one box "
+                        f"holds (box_size, box_unit)")
+                else:
+                    problems["data.unit"] = (
+                        f"{data['unit']!r} does not measure {category.id!r} "
+                        f"(counted in {category.unit})")
     if problems:
         raise contract.ContractError(
             ", ".join(f"{k}: {v}" for k, v in sorted(problems.items())), problems)

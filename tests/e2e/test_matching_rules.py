@@ -74,3 +74,33 @@ def test_scarce_stock_is_shared_by_the_fairness_rule(system):
     fairness = system.need(a)["assignments"][0]["score"]["fairness"]
     assert fairness == {"scarce": True, "community_share": 50}
     assert "scarce" in system.need(a)["assignments"][0]["explanation"]
+
+
+def test_boxes_are_counted_in_what_they_hold(system):
+    space = system.space
+    lot_id, need_id = uid("D"), uid("N")
+    space.intake("donation_received", {
+        "donation_id": lot_id, "donor": {"name": "成都某医疗器械公司", "kind": "company"},
+        "location_id": "QY-S12-C03", "category": "masks", "quantity": 4, "unit": "box",
+        "box_size": 50, "box_unit": "piece", "value_yuan": 400.0})
+    lot = eventually(lambda: system.lots("masks").get(lot_id))
+    assert (lot["quantity"], lot["unit"]) == (200, "piece")
+    assert lot["packing"] == {"boxes": 4, "box_size": 50, "box_unit": "piece"}
+
+    post(space, need_id, "QY-S12-C03", 120, "masks", urgency="normal")
+    need = eventually(lambda: (n := system.need(need_id)) and n["status"] == "fulfilled" and n)
+    assert [(a["lot_id"], a["quantity"], a["lot_quantity"], a["lot_unit"])
+            for a in need["assignments"]] == [(lot_id, 120, 120, "piece")]
+    eventually(lambda: system.lots("masks")[lot_id]["available"] == 80)
+    receipt = system.api("GET", f"/api/donations/{lot_id}/receipt?lang=en").text
+    assert "200 pieces (4 boxes, 50 pieces each)" in receipt
+
+    # boxes of goods counted in pieces, with nothing said of what a box holds: refused
+    bad = uid("D")
+    space.intake("donation_received", {
+        "donation_id": bad, "donor": {"name": "某公司", "kind": "company"},
+        "location_id": "QY-S12-C03", "category": "masks", "quantity": 4, "unit": "box",
+        "value_yuan": 1.0})
+    mine = eventually(lambda: [h for h, body in space.get_messages("relief.intake.dlq")
+                               if bad.encode() in body], what="the dead letter")
+    assert "declare what one box holds" in mine[0]["x-relief-error"]
