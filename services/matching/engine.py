@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -196,6 +196,22 @@ def stock_of(lots: Iterable[Lot], category: str, unit: str) -> dict[str, Stock]:
     return out
 
 
+def _take(lots: Sequence[Lot], cursor: list[int], quantity: int) -> Iterator[tuple[Lot, int]]:
+    """Take ``quantity`` from ``lots`` in order from ``cursor`` ([lot index, milli already
+    taken from it], moved along): yields (lot, milli taken from it)."""
+    while quantity > 0:
+        lot = lots[cursor[0]]
+        left = lot.available - cursor[1]
+        if left <= 0:
+            cursor[0] += 1
+            cursor[1] = 0
+            continue
+        step = min(left, quantity)
+        cursor[1] += step
+        quantity -= step
+        yield lot, step
+
+
 class Planner:
     """Allocates one batch of needs of one category, in service order (:func:`order_needs`),
     from warehouses' stock; nothing is claimed here, the caller claims what
@@ -259,17 +275,8 @@ class Planner:
     def _use(self, location: str, quantity: int) -> None:
         """Plan ``quantity`` more of a warehouse's stock (its lots in use order)."""
         self._spare[location] -= quantity
-        head = self._head[location]
-        lots = self._stock[location].lots
-        while quantity > 0:
-            left = lots[head[0]].available - head[1]
-            if left <= 0:
-                head[0] += 1
-                head[1] = 0
-                continue
-            step = min(left, quantity)
-            head[1] += step
-            quantity -= step
+        for _ in _take(self._stock[location].lots, self._head[location], quantity):
+            pass
 
     def _eligible(self, need: Need) -> list[tuple[int, str]]:
         """(tier distance, warehouse) the need may use and that hold stock, nearest first."""
@@ -433,18 +440,7 @@ class Planner:
             mine = []
             distances = dict((loc, d) for d, loc in self._eligible(need))
             for location, quantity in flows.items():
-                lots = self._stock[location].lots
-                at = cursor[location]
-                while quantity > 0:
-                    lot = lots[at[0]]
-                    left = lot.available - at[1]
-                    if left <= 0:
-                        at[0] += 1
-                        at[1] = 0
-                        continue
-                    step = min(left, quantity)
-                    at[1] += step
-                    quantity -= step
+                for lot, step in _take(self._stock[location].lots, cursor[location], quantity):
                     mine.append(self._allocation(need, lot, step, distances[location],
                                                  (need_id, location) in self._moved))
             mine.sort(key=lambda a: (a.tier_distance, a.score["_order"]))

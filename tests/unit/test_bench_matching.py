@@ -87,6 +87,24 @@ def test_optimal_coverage_is_never_beaten(solved):
             >= bm.figures(instance, greedy.allocations).coverage)
 
 
+def test_the_plan_covers_what_the_optimum_covers(solved):
+    instance, greedy, optimal = solved
+    for cat in instance.categories:
+        assert (bm.figures(instance, greedy.allocations, cat).allocated
+                == bm.figures(instance, optimal.allocations, cat).allocated), cat
+
+
+def test_same_amounts_baseline_gives_every_need_what_the_plan_gave(solved):
+    instance, greedy, _ = solved
+    fixed = bm.same_amounts(instance, greedy.allocations)
+    same = bm.run_optimal(fixed)
+    _, per_need = totals(greedy.allocations)
+    _, same_per_need = totals(same.allocations)
+    assert same_per_need == per_need
+    assert bm.figures(fixed, same.allocations).distance <= bm.figures(
+        instance, greedy.allocations).distance
+
+
 def test_violations_catch_an_overdrawn_lot(solved):
     instance, greedy, _ = solved
     i, k, _, d = greedy.allocations[0]
