@@ -169,17 +169,8 @@ def generate(ref: Reference, n_lots: int, n_needs: int, seed: int,
 def build_stock(instance: Instance) -> dict[str, dict[str, engine.Stock]]:
     """category -> warehouse -> its lots in use order and their total: the warehouse bins
     the store keeps (a decision reads a bin's total and takes lots from its head)."""
-    grouped: dict[str, dict[str, list[engine.Lot]]] = {}
-    for lot in instance.lots:
-        if lot.available > 0:
-            grouped.setdefault(lot.category, {}).setdefault(lot.location_id, []).append(lot)
-    out: dict[str, dict[str, engine.Stock]] = {}
-    for cat, by_location in grouped.items():
-        out[cat] = {}
-        for loc, members in by_location.items():
-            members.sort(key=lambda x: engine.lot_order(x.expires_at, x.received_at, x.lot_id))
-            out[cat][loc] = engine.Stock(members, sum(x.available for x in members))
-    return out
+    return {cat: engine.stock_of(instance.lots, cat, instance.ref.catalogue.get(cat).unit)
+            for cat in instance.categories}
 
 
 def run_greedy(instance: Instance) -> GreedyResult:

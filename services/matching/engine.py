@@ -238,7 +238,6 @@ class Planner:
         self._holders: dict[str, dict[str, int]] = {}  # location -> need -> milli
         self._needs: dict[str, Need] = {}  # served needs, in service order
         self._shares: dict[str, int | None] = {}
-        self._limited: dict[str, bool] = {}
         self._moved: set[tuple[str, str]] = set()  # (need, location) it was moved to
         self._reach: dict[tuple[str, str], list[tuple[int, str]]] = {}
         self._dead: set[str] = set()  # full, and no chain of moves leads out of them
@@ -318,7 +317,6 @@ class Planner:
         all); returns the milli units it gets."""
         self._needs[need.need_id] = need
         self._shares[need.need_id] = share
-        self._limited[need.need_id] = limit is not None
         wanted = need.remaining if limit is None else min(need.remaining, limit)
         if wanted <= 0:
             return 0
@@ -440,20 +438,20 @@ class Planner:
             mine = []
             distances = dict((loc, d) for d, loc in self._eligible(need))
             for location, quantity in flows.items():
+                distance = distances[location]
+                moved = (need_id, location) in self._moved
                 for lot, step in _take(self._stock[location].lots, cursor[location], quantity):
-                    mine.append(self._allocation(need, lot, step, distances[location],
-                                                 (need_id, location) in self._moved))
-            mine.sort(key=lambda a: (a.tier_distance, a.score["_order"]))
-            for a in mine:
-                del a.score["_order"]
-            out.extend(mine)
+                    order = (distance, lot_order(lot.expires_at, lot.received_at, lot.lot_id))
+                    mine.append((order, self._allocation(need, lot, step, distance, moved)))
+            mine.sort(key=lambda item: item[0])
+            out.extend(a for _, a in mine)
         return out
 
     def _allocation(self, need: Need, lot: Lot, quantity: int, distance: int,
                     moved: bool) -> Allocation:
         now = self._now
         share = self._shares.get(need.need_id)
-        limited = self._limited.get(need.need_id, False)
+        limited = share is not None  # a fair share applied (a scarce category)
         score: dict[str, Any] = {
             "tier_distance": distance,
             "urgency": need.urgency,
@@ -465,7 +463,6 @@ class Planner:
                 if lot.expires_at else None),
             "fairness": {"scarce": True, "community_share": units.from_milli(
                 share or 0, need.unit)} if limited else None,
-            "_order": lot_order(lot.expires_at, lot.received_at, lot.lot_id),
         }
         explanation = (
             f"{units.from_milli(quantity, need.unit):g} {need.unit} from lot {lot.lot_id} at "

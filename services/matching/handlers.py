@@ -116,7 +116,10 @@ def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str,
         groups.setdefault((need.category, units.dimension(need.unit)), []).append(need)
     for (category, _), group in sorted(groups.items()):
         caps = _fair_caps(group, docs, bins, ref, now)
-        planner = engine.Planner(_stock(bins, category, group[0].unit), ref.areas, now)
+        planner = engine.Planner(engine.stock_of(
+            (as_engine_lot(e) for bin_id, entries in bins.items()
+             if bin_id.startswith(f"{category}|") for e in entries),
+            category, group[0].unit), ref.areas, now)
         taken: dict[str, int] = {}
         for need in group:
             cap = share = None
@@ -140,22 +143,6 @@ def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str,
 def _usable(entry: dict[str, Any], now: datetime) -> bool:
     expires = entry.get("expires_at")
     return entry["available"] > 0 and (expires is None or _aware(expires, now) > now)
-
-
-def _stock(bins: dict[str, list[dict[str, Any]]], category: str,
-           unit: str) -> dict[str, engine.Stock]:
-    """The planner's view of the bins of one category: lots that measure ``unit``, in the
-    bins' (use) order."""
-    out = {}
-    prefix = f"{category}|"
-    for bin_id, entries in bins.items():
-        if not bin_id.startswith(prefix):
-            continue
-        lots = [as_engine_lot(e) for e in entries
-                if e["available"] > 0 and units.compatible(e["unit"], unit)]
-        if lots:
-            out[bin_id[len(prefix):]] = engine.Stock(lots, sum(x.available for x in lots))
-    return out
 
 
 def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
