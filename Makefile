@@ -16,7 +16,9 @@ lint: install
 	@.venv/bin/ruff check services tests deploy bench
 
 docs: install
-	@$(PY) -m services.common.docs
+	@$(PY) -m services.docs
 
 bench: install
 	@$(PY) bench/matching.py
+	@$(PY) bench/relay.py
+	@$(PY) bench/pipeline.py

@@ -5,11 +5,10 @@ message and keeps it as an ``.eml`` file in a folder, where people and tests rea
     python -m deploy.mail_sink list --dir .local/mail        # one line per message
     python -m deploy.mail_sink show --dir .local/mail [N]    # the Nth message (default: last)
 
-SMTP (RFC 5321) as much as ``smtplib`` and ordinary clients need: EHLO/HELO, MAIL, RCPT,
-DATA (dot-unstuffing, a size limit), RSET, NOOP, VRFY, QUIT; 8BITMIME and SMTPUTF8 are
-announced; no relaying, no authentication, no TLS (loopback only). ``--tempfail N`` answers
-451 to the first N messages, to watch a sender retry. With ``--http-port`` it also accepts
-``POST /<channel>`` (the SMS and WeChat webhooks) and keeps each body as a ``.json`` file.
+The SMTP side is aiosmtpd (8BITMIME and SMTPUTF8, a size limit; no relaying, no
+authentication, no TLS: loopback only). ``--tempfail N`` answers 451 to the first N messages,
+to watch a sender retry. With ``--http-port`` it also accepts ``POST /<channel>`` (the SMS and
+WeChat webhooks) and keeps each body as a ``.json`` file.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -30,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MAX_LINE = 4096
+from aiosmtpd.controller import Controller
+
 MAX_SIZE = 10 * 1024 * 1024
 
 
@@ -43,132 +43,22 @@ def _save(folder: Path, suffix: str, data: bytes) -> Path:
     return folder / name
 
 
-def _address(arg: str, keyword: str) -> str | None:
-    """``FROM:<a@b> SIZE=12`` -> ``a@b`` (``<>`` is the null sender, kept as "")."""
-    if not arg.upper().startswith(keyword + ":"):
-        return None
-    rest = arg[len(keyword) + 1:].strip()
-    if rest.startswith("<"):
-        end = rest.find(">")
-        return rest[1:end] if end > 0 else None
-    return rest.split(" ", 1)[0] or None
+class Keeper:
+    """The aiosmtpd handler: each message becomes a file, its envelope in ``X-Sink-*``
+    headers, after refusing the first ``tempfail`` ones."""
 
+    def __init__(self, folder: Path, tempfail: int = 0):
+        self.folder = folder
+        self.tempfail = tempfail  # only the event loop's thread touches it
 
-class SmtpSession(socketserver.StreamRequestHandler):
-    server: SmtpServer
-    timeout = 60
-
-    def reply(self, code: int, *lines: str) -> None:
-        lines = lines or ("OK",)
-        out = [f"{code}-{text}" for text in lines[:-1]] + [f"{code} {lines[-1]}"]
-        self.wfile.write(("\r\n".join(out) + "\r\n").encode("utf-8"))
-        self.wfile.flush()
-
-    def handle(self) -> None:
-        host = socket.gethostname()
-        self.reply(220, f"{host} Relief Exchange mail sink ESMTP")
-        sender: str | None = None
-        recipients: list[str] = []
-        while True:
-            raw = self.rfile.readline(MAX_LINE + 2)
-            if not raw:
-                return
-            if not raw.endswith(b"\n"):
-                self.reply(500, "line too long")
-                return
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            verb, _, arg = line.partition(" ")
-            verb = verb.upper()
-            if verb == "EHLO":
-                sender, recipients = None, []
-                self.reply(250, host, "8BITMIME", "SMTPUTF8", f"SIZE {MAX_SIZE}", "HELP")
-            elif verb == "HELO":
-                sender, recipients = None, []
-                self.reply(250, host)
-            elif verb == "MAIL":
-                address = _address(arg, "FROM")
-                if address is None:
-                    self.reply(501, "syntax: MAIL FROM:<address>")
-                else:
-                    sender, recipients = address, []
-                    self.reply(250)
-            elif verb == "RCPT":
-                address = _address(arg, "TO")
-                if sender is None:
-                    self.reply(503, "need MAIL first")
-                elif not address:
-                    self.reply(501, "syntax: RCPT TO:<address>")
-                else:
-                    recipients.append(address)
-                    self.reply(250)
-            elif verb == "DATA":
-                if not recipients:
-                    self.reply(503, "need RCPT first")
-                    continue
-                self.reply(354, "end data with <CR><LF>.<CR><LF>")
-                data = self.read_data()
-                if data is None:
-                    self.reply(552, "message too large")
-                elif self.server.take_tempfail():
-                    self.reply(451, "try again later (sink told to refuse)")
-                else:
-                    envelope = (f"X-Sink-Mail-From: <{sender}>\r\n"
-                                f"X-Sink-Rcpt-To: {', '.join(recipients)}\r\n").encode()
-                    path = _save(self.server.folder, ".eml", envelope + data)
-                    self.reply(250, f"OK queued as {path.name}")
-                sender, recipients = None, []
-            elif verb == "RSET":
-                sender, recipients = None, []
-                self.reply(250)
-            elif verb == "NOOP":
-                self.reply(250)
-            elif verb == "VRFY":
-                self.reply(252, "cannot verify, will accept")
-            elif verb == "HELP":
-                self.reply(214, "EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT")
-            elif verb == "QUIT":
-                self.reply(221, "bye")
-                return
-            else:
-                self.reply(502, "command not implemented")
-
-    def read_data(self) -> bytes | None:
-        lines: list[bytes] = []
-        size = 0
-        too_big = False
-        while True:
-            raw = self.rfile.readline(MAX_SIZE)
-            if not raw:
-                raise ConnectionError("client went away in DATA")
-            if raw in (b".\r\n", b".\n"):
-                break
-            if raw.startswith(b"."):
-                raw = raw[1:]  # RFC 5321 4.5.2: a leading dot was doubled by the client
-            size += len(raw)
-            if size > MAX_SIZE:
-                too_big = True
-                continue
-            lines.append(raw)
-        return None if too_big else b"".join(lines)
-
-
-class SmtpServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], folder: Path, tempfail: int = 0):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._tempfail = tempfail
-        self._lock = threading.Lock()
-        super().__init__(address, SmtpSession)
-
-    def take_tempfail(self) -> bool:
-        with self._lock:
-            if self._tempfail > 0:
-                self._tempfail -= 1
-                return True
-            return False
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.tempfail > 0:
+            self.tempfail -= 1
+            return "451 try again later (sink told to refuse)"
+        head = (f"X-Sink-Mail-From: <{envelope.mail_from}>\r\n"
+                f"X-Sink-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n").encode()
+        path = _save(self.folder, ".eml", head + envelope.original_content)
+        return f"250 OK queued as {path.name}"
 
 
 class WebhookSink(BaseHTTPRequestHandler):
@@ -197,23 +87,29 @@ class WebhookSink(BaseHTTPRequestHandler):
 
 def serve(host: str, port: int, folder: Path, http_port: int | None = None,
           tempfail: int = 0) -> None:
-    smtp = SmtpServer((host, port), folder, tempfail)
-    servers: list[Any] = [smtp]
+    folder.mkdir(parents=True, exist_ok=True)
+    web = None
     if http_port:
-        handler = type("Sink", (WebhookSink,), {"folder": Path(folder)})
-        servers.append(ThreadingHTTPServer((host, http_port), handler))
-    for extra in servers[1:]:
-        threading.Thread(target=extra.serve_forever, daemon=True).start()
+        web = ThreadingHTTPServer((host, http_port),
+                                  type("Sink", (WebhookSink,), {"folder": folder}))
+    smtp = Controller(Keeper(folder, tempfail), hostname=host, port=port,
+                      server_hostname=socket.gethostname(), ident="Relief Exchange mail sink",
+                      data_size_limit=MAX_SIZE, enable_SMTPUTF8=True)
+    smtp.start()  # its own thread, with its own asyncio loop
+    if web:
+        threading.Thread(target=web.serve_forever, daemon=True).start()
     print(f"mail sink: smtp://{host}:{port}"
           + (f", webhooks http://{host}:{http_port}/<channel>" if http_port else "")
           + f", messages in {folder}", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # MailSink.stop() is a Ctrl-C
     try:
-        smtp.serve_forever()
+        signal.pause()
     except KeyboardInterrupt:
         pass
     finally:
-        for server in servers:
-            server.server_close()
+        smtp.stop()
+        if web:
+            web.server_close()
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -45,14 +45,23 @@ def cmd_reconcile(args: argparse.Namespace, rpc: Any) -> int:
                   f"{row['received']} {row['unit']} != allocated {row['allocated']} + in stock "
                   f"{row['in_stock']} + written off {row['written_off']} (difference "
                   f"{row['difference']}, stock received differs by "
-                  f"{row['received_difference']})")
+                  f"{row['received_difference']}; in yuan by "
+                  f"{row.get('value_difference_yuan', 0)}, its lots' shares by "
+                  f"{row.get('lots_value_difference_yuan', 0)})")
+        lots = result.get("lot_differences", [])
+        for lot in lots:
+            print(f"LOT {lot['lot_id']} ({lot['category']} @ {lot['location_id']}): received "
+                  f"{lot['received_yuan']} yuan != allocated {lot['allocated_yuan']} + written "
+                  f"off {lot['written_off_yuan']} + transferred out "
+                  f"{lot['transferred_out_yuan']} + in stock {lot['in_stock_yuan']} "
+                  f"(difference {lot['value_difference_yuan']})")
         print("balanced" if result["balanced"] else
-              f"{len(result['differences'])} difference(s)")
+              f"{len(result['differences'])} difference(s), {len(lots)} lot(s) off in yuan")
     return 0 if result["balanced"] else 1
 
 
 def cmd_export(args: argparse.Namespace, rpc: Any) -> int:
-    out = rpc.accounting.export(args.format, args.by, args.start, args.end)
+    out = rpc.accounting.export(args.format, args.by, args.start, args.end, args.lang)
     data = out["text"].encode("utf-8") if "text" in out else base64.b64decode(out["base64"])
     if args.output == "-":
         sys.stdout.buffer.write(data)
@@ -77,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "export":
             p.add_argument("--format", default="csv", choices=("csv", "xlsx"))
             p.add_argument("--by", default="category", choices=GROUPINGS)
+            p.add_argument("--lang", choices=("zh-CN", "en"), help="headers in this language")
             p.add_argument("-o", "--output", default="-")
     args = parser.parse_args(argv)
     commands = {"bulletin": cmd_bulletin, "reconcile": cmd_reconcile, "export": cmd_export}

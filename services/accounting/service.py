@@ -13,7 +13,7 @@ from nameko.rpc import rpc
 
 from services.accounting import reports
 from services.accounting.store import AccountingStore
-from services.common import units
+from services.common import sheets, units
 from services.common.contract import Event
 from services.common.deps import ReferenceProvider
 from services.common.handler import on_event
@@ -27,69 +27,89 @@ class AccountingService(ServiceEndpoints):
     store: AccountingStore = StoreProvider(AccountingStore, emits=False)
     reference = ReferenceProvider()
 
-    def _append(self, event: Event, consumer: str, make: Callable[..., dict]) -> None:
+    def _append(self, event: Event, make: Callable[..., dict]) -> None:
         entry = make(event)
         self.store.atomically(lambda tx: self.store.append(tx, entry),
-                              event=event, consumer=consumer)
+                              event=event)  # marked as this worker's consumer
 
-    @on_event("donations", "donation_received")
+    @on_event("donations", "donation_received", batch=True)
     def on_donation_received(self, event: Event) -> None:
         # a lot made by a transfer is a movement between warehouses, not goods in
         entry = (reports.transferred_in_entry if event.data.get("transfer_of")
                  else reports.goods_in_entry)
-        self._append(event, "on_donation_received", lambda e: entry(
+        self._append(event, lambda e: entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
-    @on_event("donations", "pledge_made")
+    @on_event("donations", "pledge_made", batch=True)
     def on_pledge_made(self, event: Event) -> None:
-        self._append(event, "on_pledge_made",
+        self._append(event,
                      lambda e: reports.pledge_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "status_reported")
+    @on_event("volunteers", "status_reported", batch=True)
     def on_status_reported(self, event: Event) -> None:
-        self._append(event, "on_status_reported",
+        self._append(event,
                      lambda e: reports.status_report_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("matching", "assignment_made")
+    @on_event("matching", "assignment_made", batch=True)
     def on_assignment_made(self, event: Event) -> None:
-        self._append(event, "on_assignment_made", lambda e: reports.allocated_entry(
+        self._append(event, lambda e: reports.allocated_entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
-    @on_event("donations", "stock_changed")
+    @on_event("donations", "stock_changed", batch=True)
     def on_stock_changed(self, event: Event) -> None:
         # allocations are booked from assignment_made; write-offs and transfers out are new
         entry = {"written_off": reports.written_off_entry,
                  "transferred": reports.transferred_out_entry}.get(event.data["reason"])
         if entry is None:
             return
-        self._append(event, "on_stock_changed", lambda e: entry(
+        self._append(event, lambda e: entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "hours_approved")
+    @on_event("volunteers", "hours_approved", batch=True)
     def on_hours_approved(self, event: Event) -> None:
-        self._append(event, "on_hours_approved",
+        self._append(event,
                      lambda e: reports.hours_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "hours_rejected")
+    @on_event("volunteers", "hours_rejected", batch=True)
     def on_hours_rejected(self, event: Event) -> None:
         # kept for the audit trail; no figure ever counts a rejected hour
-        self._append(event, "on_hours_rejected",
+        self._append(event,
                      lambda e: reports.rejected_hours_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "volunteer_registered")
+    @on_event("volunteers", "volunteer_registered", batch=True)
     def on_volunteer_registered(self, event: Event) -> None:
-        self._append(event, "on_volunteer_registered",
+        self._append(event,
                      lambda e: reports.volunteer_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "organisation_registered")
+    @on_event("volunteers", "organisation_registered", batch=True)
     def on_organisation_registered(self, event: Event) -> None:
-        self._append(event, "on_organisation_registered",
+        self._append(event,
                      lambda e: reports.organisation_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "training_held")
+    @on_event("volunteers", "training_held", batch=True)
     def on_training_held(self, event: Event) -> None:
-        self._append(event, "on_training_held",
+        self._append(event,
                      lambda e: reports.training_entry(e.data, e.occurred_at, e.event_id))
+
+    @on_event("volunteers", "service_delivered", batch=True)
+    def on_service_delivered(self, event: Event) -> None:
+        self._append(event,
+                     lambda e: reports.service_delivery_entry(e.data, e.occurred_at,
+                                                              e.event_id))
+
+    @on_event("matching", "need_fulfilled", batch=True)
+    def on_need_fulfilled(self, event: Event) -> None:
+        # only a service need served counts here (goods are counted from their allocations)
+        entry = reports.served_need_entry(self.reference, event.data, event.occurred_at,
+                                          event.event_id)
+        if entry is None:
+            return
+        self._append(event, lambda e: entry)
+
+    @on_event("volunteers", "programme_recorded", batch=True)
+    def on_programme_recorded(self, event: Event) -> None:
+        self._append(event,
+                     lambda e: reports.programme_entry(e.data, e.occurred_at, e.event_id))
 
     # -- reads ------------------------------------------------------------------------------
     @rpc
@@ -134,13 +154,13 @@ class AccountingService(ServiceEndpoints):
 
     @rpc
     def export(self, fmt: str = "csv", by: str = "category", start: str | None = None,
-               end: str | None = None) -> dict[str, Any]:
-        """The report as CSV text, or as an XLSX workbook (base64) with the bulletin sheet."""
+               end: str | None = None, lang: str | None = None) -> dict[str, Any]:
+        """The report as CSV text (with a byte-order mark), or as an XLSX workbook (base64)
+        with the bulletin sheet; headers in ``lang`` (zh-CN, en; the keys without one)."""
         entries = self.store.entries()
         rows = reports.report(self.reference, entries, by, start, end)
         if fmt == "csv":
-            return {"content_type": "text/csv; charset=utf-8", "text": reports.to_csv(rows)}
+            return {"content_type": sheets.CSV_TYPE, "text": reports.to_csv(rows, lang)}
         figures = reports.bulletin_figures(self.reference, entries, start, end)
-        return {"content_type": ("application/vnd.openxmlformats-officedocument."
-                                 "spreadsheetml.sheet"),
-                "base64": base64.b64encode(reports.to_xlsx(rows, figures)).decode("ascii")}
+        return {"content_type": sheets.XLSX_TYPE,
+                "base64": base64.b64encode(reports.to_xlsx(rows, figures, lang)).decode("ascii")}

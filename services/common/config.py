@@ -29,6 +29,30 @@ DEFAULTS: dict[str, Any] = {
     "timer_seconds": 5.0,  # how often matching looks for needs to escalate or expire
     "offer_lease_seconds": 2 * 3600.0,  # an unanswered offer to a volunteer lapses
     "health_check_valid_hours": 24.0,
+    # what a message or request body may be (services.common.wire)
+    "max_message_bytes": 256 * 1024,
+    "max_body_bytes": 1024 * 1024,
+    "max_json_depth": 32,
+    # a message redelivered more often than this within an hour is dead-lettered (poison)
+    "poison_redeliveries": 5,
+    # a request's database work gives up after this (below the gateway's 10 s RPC timeout)
+    "request_db_seconds": 6.0,
+    # workers each service keeps free of events for RPC calls (reads, status) in a backlog
+    "reserved_workers": 2,
+    # a batch consumer's events handled in one transaction at most (see handler.Batcher)
+    "batch_max_events": 50,
+    # the gateway samples the dashboard's key figures this often into its own database
+    "history_sample_seconds": 60.0,
+    # the gateway's people: sessions expire; failed sign-ins are limited per account and per
+    # address within a window
+    "session_seconds": 8 * 3600.0,
+    "signin_window_seconds": 15 * 60.0,
+    "signin_max_failures_account": 5,
+    "signin_max_failures_address": 20,
+    # an invitation to a new account (by e-mail or SMS) may be accepted this long
+    "invitation_seconds": 72 * 3600.0,
+    # how long the outbox relay waits for the broker to confirm a window of events
+    "publish_confirm_seconds": 10.0,
 }
 
 
@@ -52,6 +76,20 @@ class Settings:
     timer_seconds: float = DEFAULTS["timer_seconds"]
     offer_lease_seconds: float = DEFAULTS["offer_lease_seconds"]
     health_check_valid_hours: float = DEFAULTS["health_check_valid_hours"]
+    max_message_bytes: int = DEFAULTS["max_message_bytes"]
+    max_body_bytes: int = DEFAULTS["max_body_bytes"]
+    max_json_depth: int = DEFAULTS["max_json_depth"]
+    poison_redeliveries: int = DEFAULTS["poison_redeliveries"]
+    request_db_seconds: float = DEFAULTS["request_db_seconds"]
+    reserved_workers: int = DEFAULTS["reserved_workers"]
+    batch_max_events: int = DEFAULTS["batch_max_events"]
+    history_sample_seconds: float = DEFAULTS["history_sample_seconds"]
+    session_seconds: float = DEFAULTS["session_seconds"]
+    signin_window_seconds: float = DEFAULTS["signin_window_seconds"]
+    signin_max_failures_account: int = DEFAULTS["signin_max_failures_account"]
+    signin_max_failures_address: int = DEFAULTS["signin_max_failures_address"]
+    invitation_seconds: float = DEFAULTS["invitation_seconds"]
+    publish_confirm_seconds: float = DEFAULTS["publish_confirm_seconds"]
     extra: dict[str, Any] = field(default_factory=dict)
 
 

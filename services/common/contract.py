@@ -1,12 +1,12 @@
 """The event contract: the envelope and one marshmallow schema per event's ``data``.
 
 This module is the single source of truth for every event that crosses a service boundary.
-``docs/events.asyncapi.yaml`` is generated from it (``python -m services.common.docs``) and a
+``docs/events.asyncapi.yaml`` is generated from it (``python -m services.docs``) and a
 test fails when the two drift. Change it only by adding: new optional fields, new events.
 
 Schemas load JSON (strings, numbers) into Python values (datetimes) and dump them back.
 Unknown fields in event data are ignored (a newer producer may add fields); unknown fields in
-HTTP bodies are rejected (see ``services.common.http_contract``).
+HTTP bodies are rejected (:class:`Strict`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.common import units
 
@@ -31,6 +31,9 @@ WRITE_OFF_REASONS = ("expired", "damaged", "lost")
 ORGANISATION_ROLES = ("founding", "member")
 ORGANISATION_KINDS = ("social_organisation", "social_enterprise", "company")
 RESUMPTION = ("suspended", "partial", "resumed")
+# how goods came in: given to the coalition, or bought through the coalition's links (counted
+# apart: a purchase is not "募集物资")
+ACQUISITIONS = ("donated", "purchased")
 
 # Event types that outside systems may publish to the ``relief.intake`` exchange.
 INTAKE_TYPES = (
@@ -41,22 +44,48 @@ INTAKE_TYPES = (
     "health_check_reported",
 )
 
+# Every number has bounds: a count or an amount larger than these is a mistake (or an attack),
+# and the bounds keep every product the services compute (thousandths, fen) exact and finite.
+QUANTITY_MAX = 1e9  # in the event's own unit: a billion pieces, a million tonnes
+VALUE_MAX_YUAN = 1e11  # a hundred billion yuan
+COUNT_MAX = 10_000_000  # people, attendances, staff
+
+# ids name documents and travel in URLs and logs: printable, no control characters
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$(?!\n)"
+
+
 def _id(**kw: Any) -> fields.String:
-    return fields.String(validate=validate.Length(min=1, max=128), **kw)
+    return fields.String(validate=[validate.Length(min=1, max=128),
+                                   validate.Regexp(ID_PATTERN,
+                                                   error="must not contain control characters")],
+                         **kw)
 
 
-def _positive(**kw: Any) -> fields.Float:
+def _positive(maximum: float = QUANTITY_MAX, **kw: Any) -> fields.Float:
     return fields.Float(
-        validate=validate.Range(min=0, min_inclusive=False), allow_nan=False, **kw
+        validate=validate.Range(min=0, max=maximum, min_inclusive=False), allow_nan=False, **kw
     )
 
 
-def _non_negative(**kw: Any) -> fields.Float:
-    return fields.Float(validate=validate.Range(min=0), allow_nan=False, **kw)
+def _non_negative(maximum: float = QUANTITY_MAX, **kw: Any) -> fields.Float:
+    return fields.Float(validate=validate.Range(min=0, max=maximum), allow_nan=False, **kw)
+
+
+def _money(**kw: Any) -> fields.Float:
+    return _non_negative(VALUE_MAX_YUAN, **kw)
+
+
+def _count(maximum: int = COUNT_MAX, **kw: Any) -> fields.Integer:
+    """A whole number of things: JSON integers only (2.5 people is refused)."""
+    return fields.Integer(strict=True, validate=validate.Range(min=0, max=maximum), **kw)
 
 
 def _unit(**kw: Any) -> fields.String:
     return fields.String(validate=validate.OneOf(units.KNOWN_UNITS), **kw)
+
+
+# The same bounded fields for HTTP bodies that are not events (write-offs, transfers...).
+identifier, quantity, amount, unit = _id, _positive, _money, _unit
 
 
 class DataSchema(Schema):
@@ -64,6 +93,23 @@ class DataSchema(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+    @validates_schema
+    def _measurable(self, data: dict[str, Any], **kwargs: Any) -> None:
+        # quantities are kept in thousandths of their base unit: a smaller one would be 0
+        quantity, unit = data.get("quantity"), data.get("unit")
+        if (isinstance(quantity, float) and quantity > 0 and unit in units.KNOWN_UNITS
+                and units.to_milli(quantity, unit) < 1):
+            raise ValidationError(f"too small to count in {unit}", "quantity")
+
+
+class Strict(Schema):
+    """Base of every HTTP body and query the API takes: an unknown field is refused (a 400
+    that names it), where event data ignores one. An HTTP body made of an event's data puts
+    it first: ``class NeedBody(Strict, NeedPosted)``."""
+
+    class Meta:
+        unknown = RAISE
 
 
 class ContactSchema(DataSchema):
@@ -93,7 +139,7 @@ class NeedPosted(DataSchema):
     unit = _unit(required=True)
     urgency = fields.String(required=True, validate=validate.OneOf(URGENCIES))
     needed_by = fields.AwareDateTime(default_timezone=UTC)
-    beneficiaries = fields.Integer(validate=validate.Range(min=0))
+    beneficiaries = _count()
     programme = fields.String(validate=validate.Length(max=200))
     contact = fields.Nested(ContactSchema)
     note = fields.String(validate=validate.Length(max=2000))
@@ -114,10 +160,21 @@ class DonationReceived(DataSchema):
     category = _id(required=True)
     quantity = _positive(required=True)
     unit = _unit(required=True)
-    value_yuan = _non_negative(required=True)
+    # Absent (or null) when nobody stated a value: the lot then counts at 0 yuan and every
+    # total says how many categories it leaves unvalued. Donations passes the event on with
+    # ``value_yuan`` 0 and ``value_known`` false, so consumers always find a number.
+    value_yuan = _money(allow_none=True)
+    value_known = fields.Boolean()  # set by donations only: false when no value was stated
     value_method = fields.String(validate=validate.OneOf(VALUE_METHODS))
     expires_at = fields.AwareDateTime(default_timezone=UTC)
     programme = fields.String(validate=validate.Length(max=200))
+    # ``purchased``: bought through the coalition's links (``donor`` then names the seller or
+    # the partner it was bought through); counted apart from what was donated. Absent: donated.
+    acquisition = fields.String(validate=validate.OneOf(ACQUISITIONS))
+    # What one unit stands for beyond its own value, as the giver states it: an insurance
+    # policy's cover, a card's or an account's face value. Reported beside the quantity,
+    # never added to any total of value.
+    face_value_yuan = _money(allow_none=True)
     # Set by the donations service when it records the lot (one lot per goods donation).
     lot_id = _id()
     pledge_id = _id()  # the pledge this donation (part) fulfils
@@ -152,14 +209,14 @@ class VolunteerRegistered(DataSchema):
     home_community_id = _id(required=True)
     skills = fields.List(_id(), load_default=list)
     organisation_id = _id()
-    weekly_hours_cap = _positive()
+    weekly_hours_cap = _positive(7 * 24)
     contact = fields.Nested(ContactSchema)
 
 
 class HoursLogged(DataSchema):
     hours_id = _id(required=True)
     volunteer_id = _id(required=True)
-    hours = fields.Float(required=True, validate=validate.Range(min=0, max=24, min_inclusive=False))
+    hours = _positive(24, required=True)
     date = fields.Date(required=True)
     activity = _id()
     programme = fields.String(validate=validate.Length(max=200))
@@ -169,7 +226,8 @@ class HoursLogged(DataSchema):
 class HealthCheckReported(DataSchema):
     volunteer_id = _id(required=True)
     checked_at = fields.AwareDateTime(required=True, default_timezone=UTC)
-    temperature_c = fields.Float(required=True, validate=validate.Range(min=30, max=45))
+    temperature_c = fields.Float(required=True, allow_nan=False,
+                                 validate=validate.Range(min=30, max=45))
     in_quarantine = fields.Boolean(required=True)
 
 
@@ -187,7 +245,7 @@ class AssignmentMade(DataSchema):
     lot_unit = _unit(required=True)
     location_id = _id(required=True)
     tier_distance = fields.Integer(required=True, validate=validate.Range(min=0, max=2))
-    value_yuan = _non_negative(required=True)
+    value_yuan = _money(required=True)
     programme = fields.String()
     explanation = fields.String()
 
@@ -198,6 +256,11 @@ class NeedFulfilled(DataSchema):
     category = _id(required=True)
     quantity = _positive(required=True)
     unit = _unit(required=True)
+    # a service need served by a volunteer (the offer accepted): what accounting counts as
+    # a service delivered to the need's programme
+    programme = fields.String(validate=validate.Length(max=200))
+    beneficiaries = _count()
+    volunteer_id = _id()
 
 
 class NeedEscalated(DataSchema):
@@ -224,7 +287,9 @@ class StockChanged(DataSchema):
     lot_id = _id(required=True)
     category = _id(required=True)
     location_id = _id(required=True)
-    delta = fields.Float(required=True)  # in the lot's unit; negative when stock leaves
+    # in the lot's unit; negative when stock leaves
+    delta = fields.Float(required=True, allow_nan=False,
+                         validate=validate.Range(min=-QUANTITY_MAX, max=QUANTITY_MAX))
     available = _non_negative(required=True)
     unit = _unit(required=True)
     reason = fields.String(required=True, validate=validate.OneOf(STOCK_REASONS))
@@ -232,7 +297,7 @@ class StockChanged(DataSchema):
     # write-offs: why, and the share of the lot's intake value that left with the goods
     write_off_id = _id()
     write_off_reason = fields.String(validate=validate.OneOf(WRITE_OFF_REASONS))
-    value_yuan = _non_negative()
+    value_yuan = _money()
     programme = fields.String(validate=validate.Length(max=200))
     # transfers: the movement and where the goods went (the new lot's donation_received
     # carries ``transfer_of``)
@@ -251,17 +316,17 @@ class PledgeMade(DataSchema):
     unit = _unit(required=True)
     expected_at = fields.Date(required=True)
     location_id = _id()  # the warehouse expected to receive it
-    value_yuan = _non_negative()  # the promised value, when known
+    value_yuan = _money()  # the promised value, when known
     programme = fields.String(validate=validate.Length(max=200))
 
 
 class StaffHealth(DataSchema):
     """How an organisation's staff are: counts only, never names."""
 
-    total = fields.Integer(required=True, validate=validate.Range(min=0))
-    healthy = fields.Integer(required=True, validate=validate.Range(min=0))
-    fever = fields.Integer(load_default=0, validate=validate.Range(min=0))
-    quarantined = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    total = _count(required=True)
+    healthy = _count(required=True)
+    fever = _count(load_default=0)
+    quarantined = _count(load_default=0)
 
     @validates_schema
     def _adds_up(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -296,7 +361,7 @@ class VolunteerAvailabilityChanged(DataSchema):
 class HoursApproved(DataSchema):
     hours_id = _id(required=True)
     volunteer_id = _id(required=True)
-    hours = _positive(required=True)
+    hours = _positive(24, required=True)
     date = fields.Date(required=True)
     activity = _id()
     programme = fields.String()
@@ -309,7 +374,7 @@ class HoursRejected(DataSchema):
 
     hours_id = _id(required=True)
     volunteer_id = _id(required=True)
-    hours = _positive(required=True)
+    hours = _positive(24, required=True)
     date = fields.Date(required=True)
     activity = _id()
     programme = fields.String()
@@ -331,8 +396,60 @@ class TrainingHeld(DataSchema):
     session_id = _id(required=True)
     title = fields.String(required=True, validate=validate.Length(min=1, max=300))
     date = fields.Date(required=True)
-    attendances = fields.Integer(required=True, validate=validate.Range(min=0))
+    attendances = _count(required=True)
     programme = fields.String(validate=validate.Length(max=200))
+
+
+class ServiceDelivered(DataSchema):
+    """Services a programme delivered in a period (haircuts, repairs, counselling...): how
+    many sessions, how many people they served and how many people provided them. ``date``
+    is the day (or the last day) they are counted for; ``approximate``: the figures are
+    lower bounds ("400 余人次", "400+")."""
+
+    delivery_id = _id(required=True)
+    programme = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    category = _id()  # a service category of the catalogue (haircut, repair...)
+    date = fields.Date(required=True)
+    sessions = _count(load_default=0)
+    people_served = _count(load_default=0)
+    providers = _count(load_default=0)
+    organisation_id = _id()
+    community_ids = fields.List(_id(), validate=validate.Length(max=1000), load_default=list)
+    approximate = fields.Boolean(load_default=False)
+    note = fields.String(validate=validate.Length(max=2000))
+
+
+class ProgrammeOutput(DataSchema):
+    """Something a programme produced, counted in its own unit: 100 t of vegetables sold."""
+
+    description = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description_en = fields.String(validate=validate.Length(max=200))
+    quantity = _non_negative(required=True)
+    unit = _unit()
+
+
+class ProgrammeRecorded(DataSchema):
+    """A programme (a service plan or a named action within one) as its coordinators last
+    recorded it: its activities, the communities and groups taking part, and its reach.
+    Recording it again replaces the earlier figures (the latest ``recorded_at`` counts).
+    ``name`` is what needs, donations, hours and training name in their ``programme``."""
+
+    programme_id = _id(required=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name_en = fields.String(validate=validate.Length(max=200))
+    plan = fields.String(validate=validate.Length(max=200))  # the plan it belongs to
+    recorded_at = fields.AwareDateTime(required=True, default_timezone=UTC)
+    organisation_ids = fields.List(_id(), validate=validate.Length(max=1000),
+                                   load_default=list)
+    activities = _count(load_default=0)  # sessions, classes, sharing meetings held
+    communities = _count(load_default=0)  # communities taking part
+    groups = _count(load_default=0)  # self-organised groups taking part
+    participants = _count(load_default=0)  # people who joined the action to run it
+    reach = _count(load_default=0)  # people served or attending (person-times)
+    outputs = fields.List(fields.Nested(ProgrammeOutput), validate=validate.Length(max=20),
+                          load_default=list)
+    approximate = fields.Boolean(load_default=False)  # figures are lower bounds ("余")
+    note = fields.String(validate=validate.Length(max=2000))
 
 
 class OfferMade(DataSchema):
@@ -372,6 +489,25 @@ class NotificationOutcome(DataSchema):
     reason = fields.String()
 
 
+# -- lists (HTTP queries; unknown parameters are refused by the gateway's subclasses) -----
+LIST_PAGE_MAX = 200  # bounded pages: a list never answers with a whole collection
+
+
+class ListQuery(Schema):
+    """Filters and the page of a list: ``area`` (a district, street or community: it and
+    everything below it), ``category``, ``programme``, ``from``/``to`` (ISO days, inclusive),
+    ``after`` (the ``next`` cursor of the previous page) and ``limit`` (1-200, 50)."""
+
+    area = _id()
+    category = _id()
+    programme = fields.String(validate=validate.Length(min=1, max=200))
+    from_ = fields.Date(data_key="from")
+    to = fields.Date()
+    after = _id()
+    limit = fields.Integer(strict=False, load_default=50,
+                           validate=validate.Range(min=1, max=LIST_PAGE_MAX))
+
+
 EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
     "need_posted": NeedPosted,
     "donation_received": DonationReceived,
@@ -388,6 +524,8 @@ EVENT_SCHEMAS: dict[str, type[DataSchema]] = {
     "hours_rejected": HoursRejected,
     "organisation_registered": OrganisationRegistered,
     "training_held": TrainingHeld,
+    "service_delivered": ServiceDelivered,
+    "programme_recorded": ProgrammeRecorded,
     "offer_made": OfferMade,
     "offer_accepted": OfferAnswered,
     "offer_released": OfferAnswered,
@@ -404,10 +542,13 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "donations": ("donation_received", "stock_changed", "pledge_made"),
     "volunteers": ("volunteer_registered", "volunteer_availability_changed", "hours_approved",
                    "status_report_missing", "hours_rejected", "organisation_registered",
-                   "training_held", "status_reported"),
+                   "training_held", "status_reported", "service_delivered",
+                   "programme_recorded"),
     "matching": ("assignment_made", "need_fulfilled", "need_escalated", "need_expired",
                  "offer_made", "offer_accepted", "offer_released"),
-    "notifications": ("notification_sent", "notification_failed"),
+    # delivery outcomes are kept with each message (GET /api/notifications), not published:
+    # nothing consumed them, so they only filled the unroutable exchange
+    "notifications": (),
 }
 
 CURRENT_VERSION = 1
@@ -443,6 +584,9 @@ class Event:
     occurred_at: datetime
     source: str
     data: dict[str, Any]
+    # who published it, as the broker authenticated them (the AMQP ``user_id`` property,
+    # which RabbitMQ checks against the connection's user); None when not said
+    publisher: str | None = None
 
 
 def flatten_errors(messages: Any, prefix: str = "") -> dict[str, str]:

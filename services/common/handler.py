@@ -13,21 +13,33 @@ Nameko 2.14 acks a message after its handler returns and, on an exception, acks 
   even the dead-letter publish fails, the message is rejected and the broker's dead-letter
   policy catches it; if the connection is gone, the broker redelivers it.
 
+A consumer declared with ``batch=True`` hands its events to the service's :class:`Batcher`:
+events that arrive while a batch is running wait and go into the next one, and a batch runs
+its handlers one after another in one shared transaction (``store.Batch``). Under load that
+is one commit and one marker/outbox write per batch instead of per event; when events come
+one at a time a batch is one event and nothing changes. If any handler in a batch fails, or
+the commit does, the batch is rolled back and each of its events goes the one-by-one way
+above (retries, dead letters), so a batch never changes an outcome. Only handlers whose every
+read and write goes through the transaction (``tx``), with no effect outside the database,
+may be batch consumers.
+
 Dead letters go to exchange ``relief.dlx`` with the origin queue's name as routing key; queue
 ``dlq.<queue>`` (``relief.intake.dlq`` for intake) is bound there (see ``topology``).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import socket
 import time
+from collections import deque
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import eventlet
+import eventlet.event
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
@@ -36,10 +48,10 @@ from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from services.common import contract
+from services.common import contract, wire
 from services.common.config import settings
 from services.common.metrics import REGISTRY
-from services.common.topology import (
+from services.common.routing import (
     DLX,
     INTAKE_DLQ,
     INTAKE_EXCHANGE,
@@ -49,6 +61,7 @@ from services.common.topology import (
     event_exchange,
     queue_arguments,
 )
+from services.common.store import BATCH_KEY, BaseStore, Batch, BatchFailed, StoreProvider
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +88,32 @@ class ReliableQueueConsumer(QueueConsumer):
 
     ready = False  # consumers registered with the broker (for the health check)
 
+    _batcher: Batcher | None = None
+
+    @property
+    def batcher(self) -> Batcher:
+        if self._batcher is None:
+            self._batcher = Batcher(self.container)
+        return self._batcher
+
+    @property
+    def prefetch_count(self) -> int:
+        """Events in hand at once: fewer than the service's workers, so that RPC calls
+        (status pages, reads of a need) always find a free worker during a backlog. When
+        every consumer of the service batches, its events use one worker at a time (the
+        batcher's), so a batch's worth may be in hand."""
+        cfg = settings(self.container.config)
+        if self._providers and all(p.batch for p in self._providers):
+            return max(1, cfg.batch_max_events)
+        return max(1, self.container.max_workers - cfg.reserved_workers)
+
+    def start(self) -> None:
+        """Consume only once the service's store is ready (its collections created)."""
+        for dependency in self.container.dependencies:
+            if isinstance(dependency, StoreProvider):
+                dependency.ready.wait()
+        super().start()
+
     def on_consume_ready(self, connection: Any, channel: Any, consumers: Any,
                          **kwargs: Any) -> None:
         self.ready = True
@@ -91,7 +130,8 @@ class ReliableQueueConsumer(QueueConsumer):
                 on_message=partial(self._dispatch, provider),
                 accept=None,
             )
-            consumer.qos(prefetch_count=self.prefetch_count)
+            # one limit for all of this service's event queues (they share a channel)
+            consumer.qos(prefetch_count=self.prefetch_count, apply_global=True)
             self._consumers[provider] = consumer
         return self._consumers.values()
 
@@ -102,16 +142,107 @@ class ReliableQueueConsumer(QueueConsumer):
         )
 
 
+class Batcher:
+    """Runs a service's batch consumers' events a batch at a time (see the module doc)."""
+
+    def __init__(self, container: Any):
+        self.container = container
+        self.max_events = max(1, settings(container.config).batch_max_events)
+        self.pending: deque[tuple[ReliableConsumer, Any, contract.Event]] = deque()
+        self.running = False
+
+    def add(self, provider: ReliableConsumer, message: Any, event: contract.Event) -> None:
+        self.pending.append((provider, message, event))
+        if not self.running:
+            self.running = True
+            self.container.spawn_managed_thread(self._drain, identifier="relief-batcher")
+
+    def _drain(self) -> None:
+        try:
+            eventlet.sleep(0)  # let the messages that arrived with this one be judged
+            while self.pending:
+                n = min(len(self.pending), self.max_events)
+                self.run([self.pending.popleft() for _ in range(n)])
+                eventlet.sleep(0)
+        finally:
+            self.running = False
+            if self.pending:  # only if a batch died of a bug: never leave events waiting
+                self.running = True
+                self.container.spawn_managed_thread(self._drain,
+                                                    identifier="relief-batcher")
+
+    def run(self, items: list[tuple[ReliableConsumer, Any, contract.Event]]) -> None:
+        store = items[0][0].store
+        if len(items) > 1 and store is not None:
+            try:
+                self._together(store, items)
+                return
+            except BatchFailed as exc:
+                log.info("a batch of %d events is handled one by one: %s", len(items), exc)
+                REGISTRY.inc("relief_batches_total", {"service": self.container.service_name,
+                                                      "outcome": "one_by_one"},
+                             doc="batch transactions, by outcome (committed, one_by_one)")
+            except Exception:  # noqa: BLE001 - never lose the events: one by one instead
+                log.exception("a batch of %d events failed; handled one by one", len(items))
+        for provider, message, event in items:
+            provider.run_alone(message, event)
+
+    def _together(self, store: BaseStore,
+                  items: list[tuple[ReliableConsumer, Any, contract.Event]]) -> None:
+        started = time.monotonic()
+        batch = Batch(store)
+        try:
+            for provider, _, event in items:
+                failed = provider.run_in_batch(batch, event)
+                if failed is not None:
+                    raise BatchFailed(f"{event.type} {event.event_id}: {failed}")
+        except BaseException:
+            batch.abort()
+            raise
+        batch.commit()  # raises BatchFailed (rolled back) when it cannot
+        # committed: from here on nothing may send the events one by one again (their
+        # markers would make each a duplicate, and a message acked twice closes the
+        # channel); a message that cannot be acked now is redelivered and found handled
+        took = (time.monotonic() - started) / len(items)
+        for provider, message, event in items:
+            try:
+                provider.settled(message, took)
+            except Exception:  # noqa: BLE001 - see above
+                log.warning("could not ack a handled event; it will come back as a duplicate",
+                            exc_info=True, extra={"event_id": event.event_id})
+        labels = {"service": self.container.service_name}
+        REGISTRY.inc("relief_batches_total", {**labels, "outcome": "committed"},
+                     doc="batch transactions, by outcome (committed, one_by_one)")
+        REGISTRY.inc("relief_batch_events_total", labels, len(items),
+                     doc="events handled in committed batch transactions")
+
+
+class _Try(NamedTuple):
+    """One attempt at handling a message: what to settle once the worker returns."""
+
+    message: Any
+    event: contract.Event
+    attempt: int
+    started: float  # time.monotonic() when the worker was spawned
+
+
 class ReliableConsumer(Entrypoint):
     """Base entrypoint: validated events in, retries, dead letters. See the module doc."""
 
     queue_consumer = ReliableQueueConsumer()
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, batch: bool = False, **kwargs: Any):
+        self.batch = batch
         super().__init__(**kwargs)
         self.queue: Queue | None = None
         self.spec: QueueSpec | None = None
         self.publisher: Publisher | None = None
+
+    @property
+    def consumer_key(self) -> str:
+        """What this consumer's processed markers are keyed by (with the event id): the
+        handler's name, so that two handlers of one event in a service keep apart."""
+        return self.method_name
 
     # -- subclasses say where they listen and what they accept ----------------------------
     def queue_spec(self, service_name: str, method_name: str) -> QueueSpec:
@@ -120,6 +251,11 @@ class ReliableConsumer(Entrypoint):
     def accepts(self, event: contract.Event) -> str | None:
         """Return a reason to reject a valid envelope for this consumer, or None."""
         return None
+
+    def prepare(self, message: Any, event: contract.Event) -> contract.Event:
+        """The event as the handler gets it (what the broker says of the message may be
+        added: e.g. who published it)."""
+        return event
 
     # -- lifecycle -----------------------------------------------------------------------
     def setup(self) -> None:
@@ -144,47 +280,138 @@ class ReliableConsumer(Entrypoint):
         )
         self.queue_consumer.register_provider(self)
 
+    @property
+    def store(self) -> BaseStore | None:
+        """The service's store (it counts redeliveries), or None for a service without one."""
+        for dependency in self.container.dependencies:
+            if isinstance(dependency, StoreProvider) and dependency.store is not None:
+                return dependency.store
+        return None
+
     def stop(self) -> None:
         self.queue_consumer.unregister_provider(self)
         super().stop()
 
     # -- message handling ----------------------------------------------------------------
     def handle_raw(self, message: Any) -> None:
-        """Decode and validate; dead-letter what is not a valid event; else run the worker."""
-        try:
-            body = message.body
-            if isinstance(body, bytes | bytearray):
-                body = bytes(body).decode("utf-8")
-            envelope = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            self.dead_letter(message, f"not valid JSON: {exc}", kind="invalid")
-            return
-        try:
-            event = contract.parse(envelope)
-        except contract.ContractError as exc:
-            self.dead_letter(message, exc.reason, kind="invalid", envelope=envelope)
-            return
-        reason = self.accepts(event)
-        if reason:
-            self.dead_letter(message, reason, kind="invalid", envelope=envelope)
-            return
-        self._spawn(message, event, 1)
+        """Decode and validate; dead-letter what is not a valid event; else run the worker.
 
-    def _spawn(self, message: Any, event: contract.Event, attempt: int) -> None:
+        Nothing raised while judging a message escapes: whatever the bytes, the message is
+        either handed to a worker or dead-lettered with a reason (a message that could crash
+        the consumer would be redelivered to it for ever and stop the queue)."""
+        try:
+            if self._poisoned(message):
+                return
+            try:
+                envelope = wire.decode(message.body, max_bytes=self.cfg.max_message_bytes,
+                                       max_depth=self.cfg.max_json_depth)
+            except wire.DecodeError as exc:
+                self.dead_letter(message, exc.reason, kind="invalid")
+                return
+            try:
+                event = contract.parse(envelope)
+            except contract.ContractError as exc:
+                self.dead_letter(message, exc.reason, kind="invalid", envelope=envelope)
+                return
+            reason = self.accepts(event)
+            if reason:
+                self.dead_letter(message, reason, kind="invalid", envelope=envelope)
+                return
+            event = self.prepare(message, event)
+        except Exception as exc:  # noqa: BLE001 - a bug in judging must not stop the queue
+            log.exception("could not judge a message; dead-lettering it",
+                          extra={"queue": self.spec.name if self.spec else None})
+            self.dead_letter(message, f"could not be read: {type(exc).__name__}: {exc}"[:500],
+                             kind="error")
+            return
+        if self.batch and not (message.delivery_info or {}).get("redelivered"):
+            # a redelivered message goes alone: if it is what killed the consumer, its
+            # batch mates are not redelivered with it again (and never counted as poison)
+            self.queue_consumer.batcher.add(self, message, event)
+        else:
+            self._spawn(message, event, 1)
+
+    # -- in a batch ----------------------------------------------------------------------
+    def run_in_batch(self, batch: Batch, event: contract.Event) -> str | None:
+        """Run the handler for ``event`` inside ``batch`` and wait; return why it failed, or
+        None. Nothing is acked here: the batcher settles the batch as a whole."""
+        done = eventlet.event.Event()
+
+        def on_result(worker_ctx: Any, result: Any, exc_info: Any) -> Any:
+            done.send(None if exc_info is None else
+                      f"{type(exc_info[1]).__name__}: {exc_info[1]}")
+            return result, exc_info
+
+        try:
+            self.container.spawn_worker(self, (event,), {}, context_data={BATCH_KEY: batch.id},
+                                        handle_result=on_result)
+        except ContainerBeingKilled:
+            return "the service is stopping"
+        return done.wait()
+
+    def run_alone(self, message: Any, event: contract.Event) -> None:
+        """Handle one event on its own (its own transaction, retries, dead letters) and wait
+        for its first attempt, so a batcher falling back uses one worker at a time."""
+        done = eventlet.event.Event()
+        self._spawn(message, event, 1, done=done)
+        done.wait()
+
+    def settled(self, message: Any, seconds: float) -> None:
+        """A batch holding ``message`` committed: ack it."""
+        queue = {"queue": self.spec.name}
+        REGISTRY.observe("relief_handler_seconds", queue, seconds,
+                         "time a handler took, per attempt")
+        self.queue_consumer.ack_message(message)
+        REGISTRY.inc("relief_events_handled_total", {**queue, "outcome": "ok"},
+                     doc="events handled, by outcome")
+
+    def _poisoned(self, message: Any) -> bool:
+        """A message redelivered again and again (its consumer died each time it had it) is
+        dead-lettered instead of being tried once more. Redeliveries are counted in the
+        service's database, keyed by the message's digest, only for redelivered messages;
+        a cluster's quorum queues also have a delivery limit (broker policy)."""
+        info = message.delivery_info or {}
+        store = self.store
+        if not info.get("redelivered") or store is None:
+            return False
+        try:
+            seen = store.count_redelivery(self.spec.name, message.body)
+        except PyMongoError as exc:  # the database is away: the worker's retries handle it
+            log.warning("could not count a redelivery: %s", exc, extra={"queue": self.spec.name})
+            return False
+        if seen <= self.cfg.poison_redeliveries:
+            return False
+        self.dead_letter(message, f"redelivered {seen} times without being settled (its "
+                         "consumer may have died handling it)", kind="poison",
+                         attempts=seen)
+        return True
+
+    def _spawn(self, message: Any, event: contract.Event, attempt: int,
+               done: eventlet.event.Event | None = None) -> None:
         try:
             self.container.spawn_worker(
                 self,
                 (event,),
                 {},
                 context_data={},
-                handle_result=partial(self._on_result, message, event, attempt,
-                                      time.monotonic()),
+                handle_result=partial(self._on_result,
+                                      _Try(message, event, attempt, time.monotonic()), done),
             )
         except ContainerBeingKilled:
             self._safely(message.requeue)
+            if done is not None:
+                done.send(None)
 
-    def _on_result(self, message: Any, event: contract.Event, attempt: int, started: float,
-                   worker_ctx: Any, result: Any, exc_info: Any) -> Any:
+    def _on_result(self, run: _Try, done: eventlet.event.Event | None, worker_ctx: Any,
+                   result: Any, exc_info: Any) -> Any:
+        try:
+            return self._settle(run, result, exc_info)
+        finally:
+            if done is not None:
+                done.send(None)
+
+    def _settle(self, run: _Try, result: Any, exc_info: Any) -> Any:
+        message, event, attempt, started = run
         queue = {"queue": self.spec.name}
         REGISTRY.observe("relief_handler_seconds", queue, time.monotonic() - started,
                          "time a handler took, per attempt")
@@ -293,7 +520,16 @@ class EventHandler(ReliableConsumer):
 
 
 class IntakeConsumer(ReliableConsumer):
-    """Consumes what outside systems publish to ``relief.intake`` (every routing key)."""
+    """Consumes what outside systems publish to ``relief.intake`` (every routing key). The
+    event's ``publisher`` is the message's ``user_id`` property: the broker refuses a
+    ``user_id`` other than the publishing connection's user, so it is who published, not
+    what the message claims."""
+
+    def prepare(self, message: Any, event: contract.Event) -> contract.Event:
+        user = (getattr(message, "properties", None) or {}).get("user_id")
+        if user and event.publisher is None:
+            event = dataclasses.replace(event, publisher=str(user)[:128])
+        return event
 
     def queue_spec(self, service_name: str, method_name: str) -> QueueSpec:
         return QueueSpec(name=INTAKE_QUEUE, exchange=INTAKE_EXCHANGE, routing_keys=("#",),

@@ -18,6 +18,14 @@ _PHONE = re.compile(
 FIELDS = ("service", "event_id", "event_type", "need_id", "lot_id", "queue", "assignment_id")
 
 
+def mask_email(email: str | None) -> str:
+    """``wang.fang@example.org`` -> ``w********@example.org``."""
+    if not email or "@" not in email:
+        return ""
+    local, domain = email.split("@", 1)
+    return f"{local[:1]}{'*' * max(len(local) - 1, 1)}@{domain}"
+
+
 def mask_phone(phone: str | None) -> str:
     """``13812345678`` -> ``138****5678``."""
     if not phone:

@@ -3,81 +3,88 @@
 Each service mixes in :class:`ServiceEndpoints`: ``GET /metrics`` (text exposition format) and
 ``GET /healthz`` (200 while its consumers are connected and its database answers, 503
 otherwise; a container health check calls it). The handler base counts events; the store's
-outbox backlog is read at scrape time.
+outbox backlog, and whatever gauges a service adds (``metric_gauges``), are read at scrape
+time.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import prometheus_client
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from werkzeug.wrappers import Response
+
+from services.common.web import http
 
 # latency buckets in seconds: handlers take milliseconds; a database stall shows up at the top
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+prometheus_client.disable_created_metrics()  # no *_created series: they only add noise
+
 
 class Registry:
-    """Counters and histograms keyed by label tuples; thread- and greenlet-safe."""
+    """The process's metrics (prometheus_client), with process and platform metrics.
+
+    Counters and histograms are declared by their first use (name, labels, help), so the
+    code that counts says what it counts; scrape-time gauges come from the service."""
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        prometheus_client.ProcessCollector(registry=self.registry)
+        prometheus_client.PlatformCollector(registry=self.registry)
+        self._metrics: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
-        self.histograms: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
-        self.help: dict[str, str] = {}
+        self._gauges = _ScrapeGauges()
+        self.registry.register(self._gauges)
+
+    def _metric(self, kind: type, name: str, labels: dict[str, str], doc: str,
+                **options: Any) -> Any:
+        with self._lock:
+            metric = self._metrics.get(name)
+            if metric is None:
+                metric = kind(name, doc or name, sorted(labels), registry=self.registry,
+                              **options)
+                self._metrics[name] = metric
+        return metric.labels(**labels) if labels else metric
 
     def inc(self, name: str, labels: dict[str, str], value: float = 1.0, doc: str = "") -> None:
-        with self._lock:
-            self.counters[name][tuple(sorted(labels.items()))] += value
-            self.help.setdefault(name, doc)
+        self._metric(Counter, name, labels, doc).inc(value)
 
     def observe(self, name: str, labels: dict[str, str], seconds: float, doc: str = "") -> None:
-        key = tuple(sorted(labels.items()))
+        self._metric(Histogram, name, labels, doc, buckets=BUCKETS).observe(seconds)
+
+    def render(self, gauges: dict[str, tuple[str, float]] | None = None) -> bytes:
+        """The text exposition, with ``gauges`` (name -> (help, value)) read at scrape time."""
+        with self._gauges.reading(gauges or {}):
+            return prometheus_client.generate_latest(self.registry)
+
+
+class _ScrapeGauges(Collector):
+    """Gauges whose values the service reads when scraped (outbox backlog...)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reading(self, values: dict[str, tuple[str, float]]) -> Iterator[None]:
         with self._lock:
-            row = self.histograms[name].setdefault(key, [0.0] * (len(BUCKETS) + 2))
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    row[i] += 1
-            row[-2] += 1  # count (+Inf)
-            row[-1] += seconds  # sum
-            self.help.setdefault(name, doc)
+            self._values = values
+            try:
+                yield
+            finally:
+                self._values = {}
 
-    def value(self, name: str, labels: dict[str, str]) -> float:
-        return self.counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
-
-    def render(self, gauges: dict[str, tuple[str, float]] | None = None) -> str:
-        def fmt(labels: tuple, extra: tuple = ()) -> str:
-            items = list(labels) + list(extra)
-            if not items:
-                return ""
-            body = ",".join(f'{k}="{_escape(str(v))}"' for k, v in items)
-            return "{" + body + "}"
-
-        lines: list[str] = []
-        with self._lock:
-            for name, rows in sorted(self.counters.items()):
-                lines += [f"# HELP {name} {self.help.get(name, '')}", f"# TYPE {name} counter"]
-                lines += [f"{name}{fmt(k)} {v:g}" for k, v in sorted(rows.items())]
-            for name, rows in sorted(self.histograms.items()):
-                lines += [f"# HELP {name} {self.help.get(name, '')}",
-                          f"# TYPE {name} histogram"]
-                for key, row in sorted(rows.items()):
-                    for i, bound in enumerate(BUCKETS):
-                        lines.append(f"{name}_bucket{fmt(key, (('le', f'{bound:g}'),))} "
-                                     f"{row[i]:g}")
-                    lines.append(f"{name}_bucket{fmt(key, (('le', '+Inf'),))} {row[-2]:g}")
-                    lines.append(f"{name}_count{fmt(key)} {row[-2]:g}")
-                    lines.append(f"{name}_sum{fmt(key)} {row[-1]:.6f}")
-        for name, (doc, value) in sorted((gauges or {}).items()):
-            lines += [f"# HELP {name} {doc}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-        return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (doc, value) in sorted(self._values.items()):
+            yield GaugeMetricFamily(name, doc, value=value)
 
 
 REGISTRY = Registry()
@@ -88,11 +95,10 @@ class ConsumerState(DependencyProvider):
     """Whether every event consumer of this service is connected to the broker."""
 
     def get_dependency(self, worker_ctx: Any) -> Any:
-        from services.common.handler import ReliableConsumer
-
         def connected() -> bool:
+            # the reliable consumers' queue consumer says whether it is registered
             consumers = [ep.queue_consumer for ep in self.container.entrypoints
-                         if isinstance(ep, ReliableConsumer)]
+                         if hasattr(getattr(ep, "queue_consumer", None), "ready")]
             return all(c.ready for c in consumers)
 
         return connected
@@ -102,6 +108,10 @@ class ServiceEndpoints:
     """Mixed into every service: ``/metrics`` and ``/healthz`` on its web port."""
 
     consumers_connected = ConsumerState()
+
+    def metric_gauges(self) -> dict[str, tuple[str, float]]:
+        """A service's own gauges, read at scrape time: name -> (help, value)."""
+        return {}
 
     @http("GET", "/metrics")
     def metrics(self, request: Any) -> Response:
@@ -113,7 +123,11 @@ class ServiceEndpoints:
                     "events written but not yet published", float(store.relay.backlog()))
             except Exception:  # noqa: BLE001 - a scrape must not fail on a slow database
                 gauges["relief_outbox_backlog"] = ("events written but not yet published", -1)
-        return Response(REGISTRY.render(gauges), mimetype="text/plain; version=0.0.4")
+        try:
+            gauges.update(self.metric_gauges())
+        except Exception:  # noqa: BLE001 - a scrape must not fail on a slow database
+            pass
+        return Response(REGISTRY.render(gauges), mimetype=prometheus_client.CONTENT_TYPE_LATEST)
 
     @http("GET", "/healthz")
     def healthz(self, request: Any) -> Response:

@@ -89,6 +89,10 @@ class Category:
     name: str
     name_en: str
     perishable: bool = False
+    # the measure word the bulletin counts this category in when it is counted in its own
+    # unit ("测温仪 102 台", "口罩 70,260 支"); None: the unit's own word
+    measure: str | None = None
+    measure_en: str | None = None
 
 
 class Catalogue:
@@ -99,7 +103,7 @@ class Catalogue:
                 raise ReferenceError(f"category {c['id']}: unknown unit {c['unit']!r}")
             self.categories[c["id"]] = Category(
                 c["id"], c["kind"], c["unit"], c.get("name", c["id"]), c.get("name_en", c["id"]),
-                bool(c.get("perishable")))
+                bool(c.get("perishable")), c.get("measure"), c.get("measure_en"))
 
     def __contains__(self, category_id: str) -> bool:
         return category_id in self.categories

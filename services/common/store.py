@@ -14,18 +14,29 @@ After commit the relay publishes those events at once (with publisher confirms) 
 their outbox records; a sweeper in every process publishes whatever is left (for instance after
 a broker outage). An event may be published twice (crash between publish and delete, or
 writer and sweeper racing); consumers are idempotent, so that is harmless.
+
+A :class:`Batch` runs the handlers of many events in **one** transaction (the consumer base
+opens it for a service's batch consumers, see ``handler.py``): each handler's ``atomically``
+joins it instead of starting its own (its processed marker written first, as alone), the
+outbox records of all of them are written in one request, and one commit settles them all.
+If anything fails the whole batch is rolled back and its events are handled one by one as
+above, so a batch never changes what an event does, only how many round trips it costs.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import eventlet
-from nameko.amqp.publish import Publisher
+import eventlet.event
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
@@ -33,7 +44,7 @@ from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
 
 from services.common import contract
 from services.common.config import Settings, settings
-from services.common.topology import event_exchange
+from services.common.routing import event_exchange
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +61,17 @@ DUPLICATE: Any = _Duplicate()
 class Tx:
     """One transaction: its session, its database and the events it will emit."""
 
-    def __init__(self, db: Database, session: Any, source: str):
+    def __init__(self, db: Database, session: Any, source: str,
+                 shared: dict[str, Any] | None = None):
         self.db = db
         self.session = session
         self.source = source
+        #: what the whole transaction knows (one batch's handlers share it): e.g. what was
+        #: written once already and need not be written again
+        self.shared: dict[str, Any] = {} if shared is None else shared
         self.events: list[dict[str, Any]] = []
+        #: run once the transaction committed (what may then be cached in memory)
+        self.after_commit: list[Callable[[], None]] = []
 
     def emit(self, type_: str, data: dict[str, Any], event_id: str | None = None,
              occurred_at: Any = None) -> dict:
@@ -65,54 +82,151 @@ class Tx:
         return envelope
 
 
+class ConfirmWindow:
+    """Publishing with publisher confirms, many messages per round trip.
+
+    A kombu connection of its own (kept open, made again after any failure) with a channel
+    in confirm mode: :meth:`publish` sends every message (persistent, ``mandatory``), then
+    waits until the broker has answered each (``basic.ack`` or ``basic.nack``, either of
+    which may cover several) or ``timeout`` passed. A message the broker returned as
+    unroutable (``basic.return``, sent before its ack) or nacked is not counted as
+    published. Serialised as nameko's publisher does (JSON): consumers cannot tell."""
+
+    def __init__(self, amqp_uri: str, timeout: float = 10.0):
+        self.amqp_uri = amqp_uri
+        self.timeout = timeout
+        self._connection: Any = None
+        self._producer: Any = None
+        self._next_tag = 1
+        self._waiting: set[int] = set()  # tags of this window not answered yet
+        self._nacked: set[int] = set()
+        self._returned: set[str] = set()  # message ids
+
+    def _open(self) -> None:
+        from kombu import Connection, Producer
+
+        connection = Connection(self.amqp_uri, connect_timeout=5,
+                                transport_options={"confirm_publish": False})
+        connection.ensure_connection(max_retries=1)
+        channel = connection.channel()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        channel.events["basic_return"].add(self._on_return)
+        self._connection = connection
+        self._producer = Producer(channel, serializer="json")
+        self._next_tag = 1  # delivery tags count from 1 on a channel in confirm mode
+
+    def close(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001 - it is being dropped anyway
+                log.debug("closing the relay's connection failed", exc_info=True)
+
+    def _answered(self, tag: int, multiple: bool) -> set[int]:
+        tags = {t for t in self._waiting if t <= tag} if multiple else {tag}
+        self._waiting -= tags
+        return tags
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._answered(tag, multiple)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._nacked |= self._answered(tag, multiple)
+
+    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
+        message_id = (getattr(message, "properties", None) or {}).get("message_id")
+        if message_id:
+            self._returned.add(message_id)
+
+    def publish(self, messages: list[tuple[Any, str, str, str, dict[str, Any]]]) -> list[str]:
+        """Publish each ``(body, exchange, routing_key, message_id, headers)``; return the
+        ids of those the broker confirmed, in order. A broken connection raises (and is
+        dropped: the next call opens another)."""
+        if self._connection is None:
+            self._open()
+        self._waiting, self._nacked, self._returned = set(), set(), set()
+        tags: list[tuple[int, str]] = []
+        try:
+            for body, exchange, routing_key, message_id, headers in messages:
+                tags.append((self._next_tag, message_id))
+                self._waiting.add(self._next_tag)
+                self._next_tag += 1
+                self._producer.publish(body, exchange=exchange, routing_key=routing_key,
+                                       message_id=message_id, headers=headers,
+                                       delivery_mode=2, mandatory=True, retry=False)
+            deadline = time.monotonic() + self.timeout
+            while self._waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning("the broker confirmed %d of %d event(s) within %gs",
+                                len(tags) - len(self._waiting), len(tags), self.timeout)
+                    break
+                try:
+                    self._connection.drain_events(timeout=min(left, 1.0))
+                except TimeoutError:
+                    continue
+        except Exception:
+            self.close()
+            raise
+        unanswered = set(self._waiting)
+        if unanswered:
+            self.close()  # their answers would come to a window nobody waits on
+        return [m for t, m in tags
+                if t not in unanswered and t not in self._nacked and m not in self._returned]
+
+
 class Relay:
-    """Publishes outbox records with confirms and deletes them once the broker has them."""
+    """Publishes outbox records with confirms and deletes them once the broker has them.
+
+    The records of one call are published as a window: all of them at once on a channel in
+    confirm mode, then the broker's acknowledgements are awaited together (one round trip
+    for the lot, instead of one per event). What the broker did not acknowledge (a nack, an
+    unroutable event returned, a timeout, a lost connection) stays in the outbox for the
+    sweeper."""
 
     def __init__(self, amqp_uri: str, db: Database, source: str, cfg: Settings):
         self.db = db
         self.source = source
         self.cfg = cfg
+        self.amqp_uri = amqp_uri
         self.exchange = event_exchange(source)
-        self.publisher = Publisher(
-            amqp_uri,
-            use_confirms=True,
-            # unroutable with no alternate exchange configured: raise, keep the record
-            mandatory=True,
-            retry=True,
-            retry_policy={
-                "max_retries": 1,
-                "interval_start": 0.2,
-                "interval_step": 0.2,
-                "interval_max": 0.5,
-            },
-        )
+        self._window = ConfirmWindow(amqp_uri, timeout=cfg.publish_confirm_seconds)
         self._lock = threading.Lock()
 
-    def _publish(self, envelope: dict[str, Any]) -> None:
-        self.publisher.publish(
-            envelope,
-            exchange=self.exchange,
-            routing_key=envelope["type"],
-            message_id=envelope["event_id"],
-            headers={"x-relief-source": self.source},
-        )
-        self.db.outbox.delete_one({"_id": envelope["event_id"]})
-
     def publish(self, envelopes: Iterable[dict[str, Any]]) -> int:
-        """Publish in order; stop at the first failure (the sweeper retries). Returns count."""
-        sent = 0
-        for envelope in envelopes:
+        """Publish in one window; then delete the published records in one request. Returns
+        how many were published."""
+        envelopes = list(envelopes)
+        if not envelopes:
+            return 0
+        with self._lock:  # one window at a time on the relay's channel
             try:
-                self._publish(envelope)
-            except Exception as exc:  # noqa: BLE001 - any failure leaves it in the outbox
-                log.warning(
-                    "outbox publish deferred: %s",
-                    exc,
-                    extra={"event_id": envelope["event_id"], "event_type": envelope["type"]},
-                )
-                break
-            sent += 1
-        return sent
+                sent = self._window.publish([
+                    (envelope, self.exchange, envelope["type"], envelope["event_id"],
+                     {"x-relief-source": self.source}) for envelope in envelopes])
+            except Exception as exc:  # noqa: BLE001 - any failure leaves them in the outbox
+                log.warning("outbox publish deferred: %s", exc,
+                            extra={"event_id": envelopes[0]["event_id"],
+                                   "event_type": envelopes[0]["type"]})
+                sent = []
+        if len(sent) < len(envelopes):
+            done = set(sent)
+            missed = [e for e in envelopes if e["event_id"] not in done]
+            log.warning("outbox publish deferred for %d of %d event(s)", len(missed),
+                        len(envelopes), extra={"event_id": missed[0]["event_id"],
+                                               "event_type": missed[0]["type"]})
+        if sent:
+            try:
+                if len(sent) == 1:
+                    self.db.outbox.delete_one({"_id": sent[0]})
+                else:
+                    self.db.outbox.delete_many({"_id": {"$in": sent}})
+            except PyMongoError as exc:  # published: the sweeper may publish them again
+                log.warning("outbox clean-up deferred: %s", exc)
+        return len(sent)
 
     def sweep(self) -> int:
         """Publish outbox records older than the grace period. Returns how many were sent."""
@@ -124,6 +238,82 @@ class Relay:
 
     def backlog(self) -> int:
         return self.db.outbox.estimated_document_count()
+
+
+class BatchFailed(Exception):
+    """A batch could not commit; its events are handled one by one instead."""
+
+
+class Batch:
+    """One transaction shared by the handlers of several events (see the module doc).
+
+    Open it, let each handler's ``atomically`` :meth:`join` it (its processed marker first),
+    then :meth:`commit` (the outbox records in one request, then the commit) or
+    :meth:`abort`."""
+
+    _ids = itertools.count(1)
+    open_batches: dict[str, Batch] = {}  # by id: how a worker's store finds its batch
+
+    def __init__(self, store: BaseStore):
+        self.id = f"b{next(self._ids)}"
+        self.store = store
+        self.session = store.client.start_session()
+        self.session.start_transaction()
+        self.events: list[dict[str, Any]] = []
+        self.after_commit: list[Callable[[], None]] = []
+        self.shared: dict[str, Any] = {}
+        Batch.open_batches[self.id] = self
+
+    def join(self, work: Callable[[Tx], Any], key: str | None) -> Any:
+        if key:
+            # the marker first, as a transaction of its own does: every transaction then
+            # writes its collections in the same order (the local database server makes a
+            # transaction wait for another's writes, so two orders could wait on each other);
+            # a redelivered event fails here with a duplicate key and the batch goes one by one
+            self.store.db.processed.insert_one({"_id": key, "at": contract.now()},
+                                               session=self.session)
+        tx = Tx(self.store.db, self.session, self.store.source, self.shared)
+        result = work(tx)
+        self.events.extend(tx.events)
+        self.after_commit.extend(tx.after_commit)
+        return result
+
+    def commit(self) -> None:
+        """Write the outbox and commit; on any error the transaction is aborted and
+        :class:`BatchFailed` raised (the caller then handles the events one by one, which is
+        always safe: what did commit is found by its markers)."""
+        db, session = self.store.db, self.session
+        try:
+            if self.events:
+                at = contract.now()
+                db.outbox.insert_many(
+                    [{"_id": e["event_id"], "envelope": e, "created_at": at}
+                     for e in self.events], session=session)
+            session.commit_transaction()
+        except Exception as exc:
+            self.abort()
+            raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
+        self.close()
+        if self.events and self.store.relay is not None:
+            self.store.relay.publish(self.events)
+        for remember in self.after_commit:
+            remember()
+
+    def abort(self) -> None:
+        try:
+            if self.session.in_transaction:
+                self.session.abort_transaction()
+        except PyMongoError as exc:  # the server drops it by itself
+            log.warning("could not abort a batch's transaction: %s", exc)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        Batch.open_batches.pop(self.id, None)
+        try:
+            self.session.end_session()
+        except PyMongoError:
+            pass
 
 
 class BaseStore:
@@ -141,11 +331,31 @@ class BaseStore:
         self.relay = relay
         self.cfg = cfg
         self.config = config
+        self.batch: Batch | None = None  # set on the view a batch's worker gets
+        #: the processed-marker key of the event consumer whose worker holds this view
+        #: (its entrypoint's name): ``atomically(work, event=...)`` needs no other
+        self.consumer: str | None = None
+
+    def in_batch(self, batch: Batch) -> BaseStore:
+        """This store as a batch's worker sees it: the same collections and caches, and
+        ``atomically`` joins the batch's transaction."""
+        return self.for_worker(batch, self.consumer)
+
+    def for_worker(self, batch: Batch | None, consumer: str | None) -> BaseStore:
+        """This store as one worker sees it: the same collections and caches; the event
+        consumer it works for (the key of its processed markers) and the batch whose
+        transaction ``atomically`` joins, if any."""
+        if batch is None and consumer is None:
+            return self
+        view = copy.copy(self)
+        view.batch = batch
+        view.consumer = consumer
+        return view
 
     # -- schema --------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create collections and indexes (outside any transaction; see DESIGN.md)."""
-        wanted = {"outbox": [[("created_at", ASCENDING)]], "processed": []}
+        wanted = {"outbox": [[("created_at", ASCENDING)]], "processed": [], "redeliveries": []}
         wanted.update(self.collections)
         existing = set(self.db.list_collection_names())
         for name, indexes in wanted.items():
@@ -159,6 +369,23 @@ class BaseStore:
                     self.db[name].create_index(spec["keys"], **spec.get("options", {}))
                 else:
                     self.db[name].create_index(spec)
+
+    def count_redelivery(self, queue: str, body: bytes | str) -> int:
+        """Count one more redelivery of the message ``body`` on ``queue``; return how many
+        were seen in the last hour (the consumer base dead-letters one redelivered too
+        often)."""
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
+        key = hashlib.sha256(queue.encode() + b"\0" + raw).hexdigest()
+        now = contract.now()
+        self.db.redeliveries.update_one({"_id": key}, {"$inc": {"n": 1},
+                                                      "$setOnInsert": {"since": now}},
+                                        upsert=True)
+        row = self.db.redeliveries.find_one({"_id": key}) or {}
+        since = row.get("since") or now
+        if now - since > timedelta(hours=1):  # an old count: start again
+            self.db.redeliveries.update_one({"_id": key}, {"$set": {"n": 1, "since": now}})
+            return 1
+        return int(row.get("n", 1))
 
     def on_start(self) -> None:
         """Hook for a service's first-start work (loading reference data...)."""
@@ -174,19 +401,24 @@ class BaseStore:
         """Run ``work(tx)`` in one transaction with the event's processed marker and outbox.
 
         Returns what ``work`` returned, or :data:`DUPLICATE` if ``consumer`` already processed
-        ``event``. Transient transaction errors (write conflicts) are retried by the driver.
+        ``event``. ``consumer`` defaults to the event consumer whose worker this store serves
+        (its entrypoint's name). Transient transaction errors (write conflicts) are retried
+        by the driver.
         """
+        consumer = consumer or self.consumer
         key = f"{consumer}:{event.event_id}" if event is not None and consumer else None
+        if self.batch is not None:
+            return self.batch.join(work, key)
         last: list[Tx] = []
 
         def callback(session: Any) -> Any:
             last.clear()
-            if key and self.db.processed.find_one({"_id": key}, session=session):
-                return DUPLICATE
+            if key:
+                # the marker first: a redelivered event fails here with a duplicate key
+                # (one request, no lookup) and the transaction is abandoned
+                self.db.processed.insert_one({"_id": key, "at": contract.now()}, session=session)
             tx = Tx(self.db, session, self.source)
             result = work(tx)
-            if key:
-                self.db.processed.insert_one({"_id": key, "at": contract.now()}, session=session)
             if tx.events:
                 at = contract.now()
                 self.db.outbox.insert_many(
@@ -200,12 +432,15 @@ class BaseStore:
             with self.client.start_session() as session:
                 result = session.with_transaction(callback)
         except DuplicateKeyError as exc:
-            # Two consumers raced on the same redelivered event: the other one won.
+            # The event was processed before (or by a consumer racing on a redelivery).
             if key and "processed" in str(exc):
                 return DUPLICATE
             raise
-        if result is not DUPLICATE and last and last[0].events and self.relay is not None:
-            self.relay.publish(last[0].events)
+        if result is not DUPLICATE and last:
+            if last[0].events and self.relay is not None:
+                self.relay.publish(last[0].events)
+            for remember in last[0].after_commit:
+                remember()
         return result
 
 
@@ -220,6 +455,9 @@ class StoreProvider(DependencyProvider):
         self.store: BaseStore | None = None
         self.client: MongoClient | None = None
         self._running = False
+        # sent once the schema exists: consumers wait for it (a container starts all of its
+        # extensions at once, and a transaction must not race the creation of a collection)
+        self.ready = eventlet.event.Event()
 
     def setup(self) -> None:
         config = self.container.config
@@ -239,6 +477,7 @@ class StoreProvider(DependencyProvider):
         assert self.store is not None
         self.store.ensure_schema()
         self.store.on_start()
+        self.ready.send(True)
         if self.store.relay is not None:
             self._running = True
             self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweeper")
@@ -269,4 +508,11 @@ class StoreProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx: Any) -> BaseStore:
         assert self.store is not None
-        return self.store
+        batch = Batch.open_batches.get((worker_ctx.data or {}).get(BATCH_KEY, ""))
+        # an event consumer's worker: its processed markers are keyed by the entrypoint
+        consumer = getattr(worker_ctx.entrypoint, "consumer_key", None)
+        return self.store.for_worker(batch, consumer)
+
+
+BATCH_KEY = "relief_batch"
+"""Context data naming the batch a worker runs in (set by the consumer base)."""

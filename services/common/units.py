@@ -20,6 +20,7 @@ _UNITS: dict[str, tuple[str, float]] = {
     "box": ("box", 1.0),  # boxes convert only by a lot's declared size (matching)
     "policy": ("policy", 1.0),
     "card": ("card", 1.0),
+    "account": ("account", 1.0),  # online-learning accounts and the like
     "hour": ("time", 1.0),
     "visit": ("visit", 1.0),
     "session": ("session", 1.0),

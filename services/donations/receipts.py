@@ -16,7 +16,7 @@ _ENV = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
 TEXTS = {
     "zh-CN": {"title": "捐赠收据", "no": "收据编号", "donor": "捐赠方", "date": "接收日期",
               "item": "物资", "quantity": "数量", "location": "入库地点", "value": "价值（元）",
-              "method": "估值方式", "programme": "服务计划",
+              "method": "估值方式", "programme": "服务计划", "unvalued": "未计价值",
               "methods": {"declared": "申报价值", "market": "市场价值",
                           "donor_stated": "捐赠方声明价值", None: "申报价值"},
               "thanks": "感谢您对社区抗疫工作的支持！本收据由联盟依据入库记录出具。",
@@ -27,6 +27,7 @@ TEXTS = {
            "programme": "Programme",
            "methods": {"declared": "declared value", "market": "market value",
                        "donor_stated": "value stated by the donor", None: "declared value"},
+           "unvalued": "not valued",
            "thanks": "Thank you for supporting the communities' relief work. This receipt is "
                      "issued by the coalition from its intake records.",
            "issuer": "Qingyi+ Social Innovation Relief Coalition"},
@@ -100,7 +101,8 @@ def render(donation: dict[str, Any], ref: Reference, lang: str = "zh-CN") -> str
         "item": (cat.name if zh else cat.name_en) if cat else donation["category"],
         "quantity": f"{_quantity(donation['quantity'])} {unit}" + _boxes(donation, lang),
         "location": (area.name if zh else area.name_en) if area else donation["location_id"],
-        "value": f"{donation['value_yuan']:,.2f}",
+        "value": (f"{donation['value_yuan']:,.2f}" if donation.get("value_known", True)
+                  else t.get("unvalued", "-")),
         "method": t["methods"].get(donation.get("value_method")),
         "programme": donation.get("programme"),
     }

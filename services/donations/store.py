@@ -15,7 +15,7 @@ class StockInconsistent(ValueError):
 
 class DonationsStore(BaseStore):
     collections = {
-        "donations": [],
+        "donations": [[("category", ASCENDING)]],
         "lots": [[("category", ASCENDING)]],
         "movements": [[("lot_id", ASCENDING)]],
         "counters": [],
@@ -35,6 +35,10 @@ class DonationsStore(BaseStore):
         self.db.counters.update_one({"_id": counter}, {"$inc": {"n": 1}}, upsert=True,
                                     session=tx.session)
         return int(self.db.counters.find_one({"_id": counter}, session=tx.session)["n"])
+
+    def set_receipt_no(self, tx: Tx, donation_id: str, receipt_no: str) -> None:
+        self.db.donations.update_one({"_id": donation_id}, {"$set": {"receipt_no": receipt_no}},
+                                     session=tx.session)
 
     def take(self, tx: Tx, lot_id: str, milli: int, fen: int = 0) -> dict[str, Any]:
         return self._move(tx, lot_id, milli, "allocated", fen)
@@ -92,6 +96,10 @@ class DonationsStore(BaseStore):
 
     def donation(self, donation_id: str) -> dict[str, Any] | None:
         return self.db.donations.find_one({"_id": donation_id})
+
+    def donation_candidates(self, category: str | None) -> list[dict[str, Any]]:
+        """Donations a list may show: by the category index when one is asked for."""
+        return list(self.db.donations.find({"category": category} if category else {}))
 
     def lots(self, category: str | None = None,
              location_id: str | None = None) -> list[dict[str, Any]]:

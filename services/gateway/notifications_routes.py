@@ -7,17 +7,20 @@ carry masked names, phones and addresses only.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from marshmallow import ValidationError
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from services.common import contract
+from services.common import links
+from services.common.config import settings
 from services.common.deps import call
-from services.gateway.http import authorised, error, json_body, respond
-from services.notifications.schemas import MessageQuery
+from services.common.web import http
+from services.gateway import pages
+from services.gateway.http import allowed, error, respond
+from services.gateway.schemas import DigestQuery
+from services.notifications.schemas import DeliveryView, MessageQuery
 
 
 class NotificationRoutes:
@@ -27,18 +30,13 @@ class NotificationRoutes:
     notifications = RpcProxy("notifications")
 
     @http("PUT", "/api/recipients/<string:recipient_id>")
-    @authorised
+    @allowed("recipients.write")
     def put_recipient(self, request: Any, recipient_id: str) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        answer = call(self.notifications, "put_recipient", recipient_id, body)
-        if "error" in answer:
-            return error(400, answer["error"], answer.get("fields"))
+        answer = call(self.notifications, "put_recipient", recipient_id, request.json_object)
         return respond(201 if answer["created"] else 200, answer["recipient"])
 
     @http("GET", "/api/recipients/<string:recipient_id>")
-    @authorised
+    @allowed("recipients.read")
     def get_recipient(self, request: Any, recipient_id: str) -> Response:
         recipient = call(self.notifications, "get_recipient", recipient_id)
         if recipient is None:
@@ -46,24 +44,20 @@ class NotificationRoutes:
         return respond(200, recipient)
 
     @http("DELETE", "/api/recipients/<string:recipient_id>")
-    @authorised
+    @allowed("recipients.write")
     def delete_recipient(self, request: Any, recipient_id: str) -> Response:
         if not call(self.notifications, "delete_recipient", recipient_id):
             return error(404, f"no recipient {recipient_id!r}")
         return Response(status=204)
 
-    @http("GET", "/api/notifications")
-    @authorised
+    @http("GET", "/api/notifications", query=MessageQuery, invalid="invalid query")
+    @allowed("notifications.read")
     def list_notifications(self, request: Any) -> Response:
-        try:
-            query = MessageQuery().load(request.args.to_dict())
-        except ValidationError as exc:
-            return error(400, "invalid query", contract.flatten_errors(exc.messages))
-        messages = call(self.notifications, "list_messages", **query)
+        messages = call(self.notifications, "list_messages", **request.query)
         return respond(200, {"notifications": messages})
 
     @http("GET", "/api/notifications/<string:notification_id>")
-    @authorised
+    @allowed("notifications.read")
     def get_notification(self, request: Any, notification_id: str) -> Response:
         message = call(self.notifications, "get_message", notification_id)
         if message is None:
@@ -71,80 +65,109 @@ class NotificationRoutes:
         return respond(200, message)
 
     @http("POST", "/api/notifications/<string:notification_id>/retry")
-    @authorised
+    @allowed("notifications.retry")
     def retry_notification(self, request: Any, notification_id: str) -> Response:
-        answer = call(self.notifications, "retry_message", notification_id)
-        if "error" in answer:
-            status = 404 if answer["error"].startswith("no message") else 409
-            return error(status, answer["error"])
-        return respond(202, answer)
+        return respond(202, call(self.notifications, "retry_message", notification_id))
+
+    @http("GET", "/digest/<string:notification_id>", query=DigestQuery, invalid="invalid query")
+    def digest_page(self, request: Any, notification_id: str) -> Response:
+        """What the link in a digest opens: every update of that delivery, grouped by need
+        (signed: ``?sig=``, no account needed; read-only)."""
+        query = request.query
+        if not links.verify_digest(notification_id, query["sig"],
+                                   settings(self.config_).links_secret):
+            return error(401, "this link is not valid")
+        found = call(self.notifications, "delivery", notification_id)
+        if found is None:
+            return error(404, "nothing was sent with this link (yet)")
+        view = DeliveryView().load(found)
+        nonce = secrets.token_urlsafe(16)
+        page = pages.render("digest.html", view=view, nonce=nonce,
+                            lang=query.get("lang") or view["language"])
+        return Response(page, mimetype="text/html", headers={
+            "Content-Security-Policy": f"default-src 'none'; style-src 'nonce-{nonce}'; "
+                                       "base-uri 'none'; form-action 'none'; "
+                                       "frame-ancestors 'none'",
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff"})
 
 
 def openapi_paths() -> dict[str, Any]:
-    """These routes for ``docs/http.openapi.yaml`` (merged by ``services.common.docs``)."""
-    from services.common.docs import object_schema
-    from services.notifications.schemas import STATES, RecipientBody
+    """These routes in words for ``docs/http.openapi.yaml`` (their parameters and bodies come
+    from the routes' declarations; ``services.common.docs`` adds the answers every route may
+    give: 400, 401, 413, 415, 503, 504)."""
+    import re
 
-    error_schema = {"type": "object", "properties": {"error": {"type": "string"},
-                                                     "fields": {"type": "object"}}}
+    from services.common import docs
+    from services.notifications.policy import ADDRESS_FIELD, CHANNELS
+    from services.notifications.schemas import (
+        RECIPIENT_ID,
+        RESERVED_PREFIXES,
+        RecipientBody,
+    )
 
-    def answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"description": description}
-        if schema:
-            out["content"] = {"application/json": {"schema": schema}}
-        return out
+    # what RecipientBody checks across fields, spelled out: at least one address, and an
+    # address for each channel chosen ("channels holds only the others, or the address")
+    body = docs.body_schema(RecipientBody())
+    body["anyOf"] = [{"required": [f]} for f in ("email", "phone", "wechat")]
+    body["allOf"] = [
+        {"anyOf": [{"properties": {"channels": {"items": {
+                        "enum": [c for c in CHANNELS if c != channel]}}}},
+                   {"required": [address]}]}
+        for channel, address in ADDRESS_FIELD.items()]
+    body["properties"]["channels"]["uniqueItems"] = True
 
-    def path_param(name: str) -> dict[str, Any]:
-        return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    def recipient_param(writable: bool) -> dict[str, Any]:
+        pattern = RECIPIENT_ID
+        if writable:  # ids of contacts known from events are not for the API to write
+            reserved = "|".join(re.escape(p) for p in RESERVED_PREFIXES)
+            pattern = f"^(?!{reserved}){RECIPIENT_ID[1:]}"
+        return {"name": "recipient_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": pattern}}
 
-    common = {"401": answer("missing or wrong bearer token", error_schema),
-              "504": answer("a service did not answer in time", error_schema)}
-    recipient = [path_param("recipient_id")]
-    notification = [path_param("notification_id")]
+    recipient = docs.record("recipient_id", "managed")
+    digest = {"get": {
+        "summary": "What the link in a digest opens: every update of that delivery, grouped "
+                   "by need, most urgent first (an HTML page; signed link, no account)",
+        "security": [],
+        "responses": {"200": docs.answer("an HTML page", {"type": "string"}, "text/html"),
+                      "400": docs.failure("the signature or language is malformed"),
+                      "401": docs.failure("the link's signature is not valid"),
+                      "404": docs.failure("nothing was sent with this link (yet)")}}}
     return {
+        "/digest/{notification_id}": digest,
         "/api/recipients/{recipient_id}": {
             "put": {"summary": "Register or replace a coordinator or organisation contact: "
                                "addresses, channels, language, time zone, quiet hours, "
                                "digest mode, areas coordinated, organisations",
-                    "parameters": recipient,
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": object_schema(RecipientBody(), closed=True)}}},
-                    "responses": {"201": answer("created (masked)"),
-                                  "200": answer("replaced (masked)"),
-                                  "400": answer("invalid: fields names the failing ones",
-                                                error_schema), **common}},
-            "get": {"summary": "A recipient, masked", "parameters": recipient,
-                    "responses": {"200": answer("the recipient"),
-                                  "404": answer("unknown recipient", error_schema),
-                                  **common}},
-            "delete": {"summary": "Forget a recipient and their contact", "parameters": recipient,
-                       "responses": {"204": answer("deleted"),
-                                     "404": answer("unknown recipient", error_schema),
-                                     **common}}},
+                    "parameters": [recipient_param(writable=True)],
+                    "requestBody": docs.json_body(body),
+                    "responses": {"201": docs.answer("created (masked)", recipient),
+                                  "200": docs.answer("replaced (masked)", recipient),
+                                  "400": docs.failure("invalid (fields names the failing "
+                                                      "ones), or an unknown area")}},
+            "get": {"summary": "A recipient, masked",
+                    "parameters": [recipient_param(writable=False)],
+                    "responses": {"200": docs.answer("the recipient", recipient),
+                                  "404": docs.failure("unknown recipient")}},
+            "delete": {"summary": "Forget a recipient and their contact",
+                       "parameters": [recipient_param(writable=False)],
+                       "responses": {"204": docs.answer("deleted"),
+                                     "404": docs.failure("unknown recipient")}}},
         "/api/notifications": {"get": {
             "summary": "Messages with their state and reason (state=dead: what never arrived)",
-            "parameters": [
-                {"name": "state", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": list(STATES)}},
-                {"name": "recipient", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
-                {"name": "need_id", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
-            "responses": {"200": answer("notifications"),
-                          "400": answer("invalid query", error_schema), **common}}},
+            "responses": {"200": docs.answer("notifications", docs.listing(
+                "notifications", docs.record("notification_id", "state")))}}},
         "/api/notifications/{notification_id}": {"get": {
             "summary": "One message: template, state, channel, attempts, reason, text",
-            "parameters": notification,
-            "responses": {"200": answer("the message"),
-                          "404": answer("unknown message", error_schema), **common}}},
+            "responses": {"200": docs.answer("the message",
+                                             docs.record("notification_id", "state")),
+                          "404": docs.failure("unknown message")}}},
         "/api/notifications/{notification_id}/retry": {"post": {
             "summary": "Queue a dead message again (to whoever is registered now, for an "
                        "area or organisation that had nobody)",
-            "parameters": notification,
-            "responses": {"202": answer("queued: the ids of the messages queued"),
-                          "404": answer("unknown message", error_schema),
-                          "409": answer("not dead, or still nobody to send it to",
-                                        error_schema), **common}}},
+            "responses": {"202": docs.answer("queued: the ids of the messages queued",
+                                             docs.listing("queued", {"type": "string"})),
+                          "404": docs.failure("unknown message"),
+                          "409": docs.failure("not dead, or still nobody to send it to")}}},
     }

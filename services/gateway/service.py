@@ -1,4 +1,5 @@
-"""The HTTP gateway: JSON in and out, validated, bearer-token auth; commands go to the other
+"""The HTTP gateway: JSON in and out, validated; every route checks who asks and whether
+their role, area or scope allows it (``services.gateway.policy``); commands go to the other
 services by RPC. POSTs are accepted as events through intake (the same path and dedupe as
 outside systems), so a POST answers 202 and its effects follow within moments."""
 
@@ -8,29 +9,41 @@ import logging
 from html import escape
 from typing import Any
 
-from marshmallow import ValidationError
 from nameko.rpc import RpcProxy
-from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from services.common import contract, links
 from services.common.config import settings
-from services.common.deps import Config, ReferenceProvider, RpcTimeout, call
+from services.common.deps import Config, ReferenceProvider, call
+from services.common.management import Management
 from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
-from services.common.topology import Management
-from services.gateway import schemas
+from services.common.web import HttpError, http
+from services.gateway import policy, schemas
+from services.gateway.console import ConsoleRoutes
+from services.gateway.coordination_routes import CoordinationRoutes
 from services.gateway.dashboard import DashboardRoutes
 from services.gateway.domain_routes import DomainRoutes
-from services.gateway.http import authorised, error, json_body, respond, token_ok
+from services.gateway.history import HistoryRoutes
+from services.gateway.http import (
+    allowed,
+    authorise,
+    error,
+    principal_of,
+    record,
+    respond,
+)
 from services.gateway.notifications_routes import NotificationRoutes
-from services.gateway.status import StatusRoutes, queue_rows
+from services.gateway.people_routes import PeopleRoutes
+from services.gateway.status import StatusRoutes
 from services.gateway.store import GatewayStore
+from services.ops.report import queue_rows
 
 log = logging.getLogger(__name__)
 
 
-class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, NotificationRoutes,
+class GatewayService(DomainRoutes, CoordinationRoutes, StatusRoutes, DashboardRoutes,
+                     HistoryRoutes, NotificationRoutes, PeopleRoutes, ConsoleRoutes,
                      ServiceEndpoints):
     name = "gateway"
 
@@ -42,30 +55,29 @@ class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, NotificationRo
     donations = RpcProxy("donations")
 
     # -- writes: accepted as events --------------------------------------------------------
-    @http("POST", "/api/needs")
-    @authorised
+    @http("POST", "/api/needs", body=schemas.NeedBody)
+    @allowed("needs.post")
     def post_need(self, request: Any) -> Response:
         return self._submit(request, "need_posted", "need_id", "/api/needs/")
 
-    @http("POST", "/api/donations")
-    @authorised
+    @http("POST", "/api/donations", body=schemas.DonationBody)
+    @allowed("donations.post")
     def post_donation(self, request: Any) -> Response:
         return self._submit(request, "donation_received", "donation_id", "/api/stock?category=")
 
     def _submit(self, request: Any, type_: str, id_field: str, status_prefix: str) -> Response:
-        body, problem = json_body(request)
-        if problem:
-            return problem
-        try:
-            data = schemas.BODIES[type_]().load(body)
-        except ValidationError as exc:
-            return error(400, "invalid request", contract.flatten_errors(exc.messages))
+        data = request.body
+        if type_ == "need_posted":
+            authorise(self, request, "needs.post", area=data["community_id"],
+                      what="post a need")
+        else:
+            authorise(self, request, "donations.post", area=data["location_id"],
+                      organisation=data["donor"].get("donor_id"), what="record a donation")
         # the same id posted twice is the same event: a retried POST is harmless
         event_id = contract.derived_id("gateway", type_, data[id_field])
         envelope = contract.build(type_, data, source="gateway", event_id=event_id)
-        answer = call(self.intake, "submit", envelope)
-        if "error" in answer:
-            return error(400, answer["error"], answer.get("fields"))
+        answer = call(self.intake, "submit", envelope,
+                      f"gateway:{request.principal.id}")
         status_key = data[id_field] if type_ == "need_posted" else data["category"]
         return respond(202, {id_field: data[id_field], "event_id": answer["event_id"],
                              "duplicate": answer["duplicate"],
@@ -73,30 +85,31 @@ class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, NotificationRo
 
     # -- reads --------------------------------------------------------------------------
     @http("GET", "/api/needs/<string:need_id>")
-    @authorised
+    @allowed("needs.read")
     def get_need(self, request: Any, need_id: str) -> Response:
         need = call(self.matching, "get_need", need_id)
         if need is None:
             return error(404, f"no need {need_id!r} (it may still be on its way)")
+        authorise(self, request, "needs.read", area=need.get("community_id"),
+                  what=f"read need {need_id}")
         return respond(200, need)
 
-    @http("GET", "/api/stock")
-    @authorised
+    @http("GET", "/api/stock", query=schemas.StockQuery, invalid="invalid query")
+    @allowed("stock.read")
     def get_stock(self, request: Any) -> Response:
-        try:
-            query = schemas.StockQuery().load(request.args.to_dict())
-        except ValidationError as exc:
-            return error(400, "invalid query", contract.flatten_errors(exc.messages))
-        lots = call(self.donations, "stock", query.get("category"))
+        lots = call(self.donations, "stock", request.query.get("category"))
+        areas = request.principal.areas  # a coordinator sees the stock their area can reach
+        lots = [lot for lot in lots if policy.reaches(areas, lot["location_id"],
+                                                      self.reference.areas)]
         return respond(200, {"lots": lots})
 
     @http("GET", "/api/areas")
-    @authorised
+    @allowed("reference.read")
     def get_areas(self, request: Any) -> Response:
         return respond(200, {"areas": self.reference.areas.tree()})
 
     @http("GET", "/api/categories")
-    @authorised
+    @allowed("reference.read")
     def get_categories(self, request: Any) -> Response:
         return respond(200, {"categories": self.reference.catalogue.as_list()})
 
@@ -107,14 +120,27 @@ class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, NotificationRo
         volunteer received (``?sig=``)."""
         if answer not in ("accept", "decline"):
             return error(404, "answer must be accept or decline")
-        signed = links.verify(offer_id, request.args.get("sig", ""),
+        signed = links.verify(offer_id, answer, request.args.get("sig", ""),
                               settings(self.config_).links_secret)
-        if not signed and not token_ok(self.config_, request):
-            return error(401, "a valid bearer token or link signature is required")
-        try:
-            need = call(self.matching, "answer_offer", offer_id, answer == "accept")
-        except RpcTimeout as exc:
-            return error(504, str(exc))
+        if not signed:
+            principal = principal_of(self, request)
+            if principal is None:
+                record(self, request, None, "offers.answer", 401)
+                return error(401, "a valid bearer token or link signature is required "
+                                  "(a link answers its own offer, with its own answer, "
+                                  "until it expires)")
+            request.principal = principal
+            try:
+                authorise(self, request, "offers.answer")
+            except HttpError:
+                record(self, request, principal, "offers.answer", 403)
+                raise
+        else:
+            principal = None
+        need = call(self.matching, "answer_offer", offer_id, answer == "accept")
+        record(self, request, principal, "offers.answer", 200 if need else 409,
+               target={"offer_id": offer_id, "answer": answer},
+               link=True if signed else None)
         if need is None:
             return error(409, f"offer {offer_id!r} is not open (answered, lapsed or unknown)")
         return respond(200, need)
@@ -126,8 +152,8 @@ class GatewayService(DomainRoutes, StatusRoutes, DashboardRoutes, NotificationRo
         if answer not in ("accept", "decline"):
             return error(404, "answer must be accept or decline")
         sig = request.args.get("sig", "")
-        if not links.verify(offer_id, sig, settings(self.config_).links_secret):
-            return error(401, "this link is not valid")
+        if not links.verify(offer_id, answer, sig, settings(self.config_).links_secret):
+            return error(401, "this link is not valid (or has expired)")
         label = {"accept": ("接受任务", "Accept"), "decline": ("婉拒任务", "Decline")}[answer]
         page = (
             "<!doctype html><html lang='zh-CN'><meta charset='utf-8'>"

@@ -7,12 +7,15 @@ duplicate event id is dropped silently; anything invalid is dead-lettered to
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pymongo
 from nameko.rpc import rpc
 
-from services.common import contract
-from services.common.deps import ReferenceProvider
+from services.common import contract, errors
+from services.common.config import settings
+from services.common.deps import Config, ReferenceProvider
 from services.common.handler import on_intake
 from services.common.metrics import ServiceEndpoints
 from services.common.store import DUPLICATE, StoreProvider, Tx
@@ -27,28 +30,37 @@ class IntakeService(ServiceEndpoints):
 
     store: IntakeStore = StoreProvider(IntakeStore)
     reference = ReferenceProvider()
+    config = Config()
 
-    @on_intake()
+    @on_intake(batch=True)
     def accept(self, event: contract.Event) -> None:
         self._accept(event)
 
-    @rpc
-    def submit(self, envelope: dict[str, Any]) -> dict[str, Any]:
-        """Accept an event from the gateway. Returns ``{"event_id", "duplicate"}`` or
-        ``{"error", "fields"}`` for an invalid one (nothing is stored then)."""
+    @rpc(expected_exceptions=errors.Invalid)
+    def submit(self, envelope: dict[str, Any], publisher: str | None = None
+               ) -> dict[str, Any]:
+        """Accept an event from the gateway (``publisher``: who it authenticated). Returns
+        ``{"event_id", "duplicate"}``; raises :class:`errors.Invalid` naming the fields for
+        an invalid one (nothing is stored)."""
         try:
             event = contract.parse(envelope)
+            if publisher:
+                event = dataclasses.replace(event, publisher=str(publisher)[:128])
             if event.type not in contract.INTAKE_TYPES:
                 raise contract.ContractError(f"event type {event.type!r} is not accepted")
-            duplicate = self._accept(event)
+            # answer before the caller gives up: with the database down the gateway says 503
+            # instead of waiting out the driver's transaction retries
+            with pymongo.timeout(settings(self.config).request_db_seconds):
+                duplicate = self._accept(event)
         except contract.ContractError as exc:
-            return {"error": exc.reason, "fields": exc.fields}
+            raise errors.Invalid(exc.reason, contract.flatten_errors(exc.fields)) from None
         return {"event_id": event.event_id, "duplicate": duplicate}
 
     def _accept(self, event: contract.Event) -> bool:
         check_references(event, self.reference)
 
         def republish(tx: Tx) -> None:
+            self.store.record_receipt(tx, event)
             tx.emit(event.type, event.data, event_id=event.event_id,
                     occurred_at=event.occurred_at)
 

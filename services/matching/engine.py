@@ -34,7 +34,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -88,9 +88,11 @@ class Allocation:
 
 
 def _naive(dt: datetime | None) -> datetime:
+    """UTC without a zone (times from events keep their publisher's offset; from the store
+    they are UTC): comparable whatever offset a time was written with."""
     if dt is None:
         return _FAR_FUTURE
-    return dt.replace(tzinfo=None) if dt.tzinfo else dt
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt
 
 
 def tier_distance(need: Need, location_id: str, areas: AreaTree) -> int | None:
@@ -194,6 +196,130 @@ def stock_of(lots: Iterable[Lot], category: str, unit: str) -> dict[str, Stock]:
         members.sort(key=lambda x: lot_order(x.expires_at, x.received_at, x.lot_id))
         out[location] = Stock(members, sum(x.available for x in members))
     return out
+
+
+def contended_caps(needs: Sequence[Need], beneficiaries: Mapping[str, int | None],
+                   stock: Mapping[str, Stock], areas: AreaTree, now: datetime
+                   ) -> dict[str, int] | None:
+    """Per-community caps when a batch of needs (one category and unit) asks for more than
+    the stock it can reach holds, or None when nothing is contended.
+
+    Only contended stock is shared: a warehouse that one community alone can reach is that
+    community's (holding it back would help nobody); the warehouses several communities can
+    reach are shared so that each contender ends with its fair share (:func:`fair_caps`,
+    weighted by quantity asked times beneficiaries) of all the stock the contenders can
+    reach, or its own stock if that is more. Communities outside the contention are capped
+    only by what they ask."""
+    if not needs:
+        return None
+    demand: dict[str, int] = {}
+    weight: dict[str, float] = {}
+    kinds: dict[tuple[str, str], Need] = {}  # one need per (community, tier): same reach
+    for need in needs:
+        demand[need.community_id] = demand.get(need.community_id, 0) + need.remaining
+        weight[need.community_id] = weight.get(need.community_id, 0.0) + (
+            need.remaining * (beneficiaries.get(need.need_id) or 1))
+        kinds.setdefault((need.community_id, need.tier), need)
+    moment = _naive(now)
+    own: dict[str, int] = {}
+    shared = 0
+    contenders: set[str] = set()
+    for location, held_stock in stock.items():
+        held = sum(lot.available for lot in held_stock.lots
+                   if lot.expires_at is None or _naive(lot.expires_at) > moment)
+        if held <= 0:
+            continue
+        communities = {c for (c, _), need in kinds.items()
+                       if tier_distance(need, location, areas) is not None}
+        if len(communities) == 1:
+            (c,) = communities
+            own[c] = own.get(c, 0) + held
+        elif communities:
+            shared += held
+            contenders |= communities
+    if not contenders:
+        return None
+    grain = units.MILLI if units.dimension(needs[0].unit) in DISCRETE else 1
+    caps = fair_caps({c: demand[c] for c in contenders}, weight,
+                     shared + sum(own.get(c, 0) for c in contenders), grain)
+    if caps is None:
+        return None
+    out = dict(demand)
+    for c in contenders:
+        out[c] = max(own.get(c, 0), caps[c])
+    return out
+
+
+def serve_fairly(planner: Planner, needs: Sequence[Need],
+                 caps: Mapping[str, int] | None) -> list[Allocation]:
+    """The service's whole rule for a batch: each need, in service order, served by the
+    planner within what its community may still take under ``caps``
+    (:func:`contended_caps`)."""
+    taken: dict[str, int] = {}
+    for need in needs:
+        serve_within(planner, need, caps, taken)
+    return planner.allocations()
+
+
+def serve_within(planner: Planner, need: Need, caps: Mapping[str, int] | None,
+                 taken: dict[str, int]) -> int:
+    """One decision of :func:`serve_fairly`: serve ``need`` within its community's cap, given
+    what its community has ``taken`` in this batch (updated). Returns the milli served."""
+    cap = share = None
+    if caps is not None:
+        share = caps.get(need.community_id, 0)
+        cap = share - taken.get(need.community_id, 0)
+    got = planner.serve(need, limit=cap, share=share)
+    taken[need.community_id] = taken.get(need.community_id, 0) + got
+    return got
+
+
+# -- time: escalation, expiry, lapsed offers, weeks ----------------------------------------
+
+NEXT_TIER = {"community": "street", "street": "district"}
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """An open need's clock: when it escalates (from its current tier), when it expires,
+    when the offer made for it lapses."""
+
+    need_id: str
+    tier: str
+    escalate_at: datetime | None = None
+    needed_by: datetime | None = None
+    offer_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Due:
+    expire: list[str]
+    escalate: list[str]
+    lapsed: list[str]
+
+
+def due(open_needs: Iterable[Deadlines], now: datetime) -> Due:
+    """What is due at ``now``: needs past ``needed_by`` expire (and nothing else happens to
+    them); offers past their expiry lapse; needs open past ``escalate_at`` escalate one tier
+    unless already at the district."""
+    moment = _naive(now)
+    out = Due([], [], [])
+    for need in open_needs:
+        if need.needed_by is not None and _naive(need.needed_by) <= moment:
+            out.expire.append(need.need_id)
+            continue
+        if need.offer_expires_at is not None and _naive(need.offer_expires_at) <= moment:
+            out.lapsed.append(need.need_id)
+        if (need.tier in NEXT_TIER and need.escalate_at is not None
+                and _naive(need.escalate_at) <= moment):
+            out.escalate.append(need.need_id)
+    return out
+
+
+def week_of(now: datetime) -> str:
+    """The ISO week a volunteer's hours count in (``2026-W07``)."""
+    year, week, _ = now.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def _take(lots: Sequence[Lot], cursor: list[int], quantity: int) -> Iterator[tuple[Lot, int]]:
@@ -531,7 +657,7 @@ def service_hours(quantity: float, unit: str) -> float:
     return quantity if unit == "hour" else float(quantity)
 
 
-def choose_volunteer(need: Need, quantity: float, volunteers: Iterable[Volunteer],
+def choose_volunteer(need: Need, quantity: float, volunteers: Iterable[Volunteer],  # noqa: PLR0913 - pure: every input explicit
                      areas: AreaTree, now: datetime, exclude: frozenset[str] = frozenset(),
                      check_valid_hours: float = 24.0) -> Offer | None:
     """The volunteer to offer a service need to, or None.

@@ -1,36 +1,38 @@
-"""Matching's use cases: each runs inside one transaction (``tx``) opened by the service.
+"""Matching's use cases: each takes a :class:`~services.common.uow.UnitOfWork` (the store,
+the transaction the service opened or the batch's it joined, the reference data, the settings
+and ``now``).
 
 Load through the store, decide with the pure engine, claim stock atomically, record, emit.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.common import contract, units
-from services.common.config import Settings
+from services.common import contract, listing, money, units
 from services.common.reference import Reference
-from services.common.store import Tx
+from services.common.uow import UnitOfWork
 from services.matching import engine
-from services.matching.store import MatchingStore, as_engine_lot, as_engine_need
+from services.matching.store import MatchingStore, as_engine_lot, as_engine_need, take_value
+
+Unit = UnitOfWork[MatchingStore]
 
 
 class UnknownReference(ValueError):
     """The event names an area or category this deployment does not know."""
 
 
-NEXT_TIER = {"community": "street", "street": "district"}
+NEXT_TIER = engine.NEXT_TIER
 
 
-def post_need(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any],
-              posted_at: datetime, cfg: Settings) -> dict[str, Any] | None:
+def post_need(u: Unit, data: dict[str, Any], posted_at: datetime) -> dict[str, Any] | None:
     """Record a posted need and try to fill it. Returns the need, or None if it existed."""
+    store, tx, ref = u.store, u.tx, u.ref
     if data["community_id"] not in ref.areas:
         raise UnknownReference(f"unknown community_id {data['community_id']!r}")
     store.serialise(tx, data["category"])
-    if store.get_need(data["need_id"], tx) is not None:
-        return None  # the same need posted again under a new event id: keep the first
     doc = {
         "_id": data["need_id"],
         "community_id": data["community_id"],
@@ -52,21 +54,33 @@ def post_need(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]
         "open_category": data["category"],
         "assignments": [],
     }
-    store.insert_need(tx, doc)
-    store.index_open(tx, doc["_id"], doc["category"], "community",
-                     posted_at + timedelta(seconds=cfg.escalation_timeout(doc["urgency"])),
-                     doc["needed_by"])
+    if not store.insert_need(tx, doc):
+        return None  # the same need posted again under a new event id: keep the first
+    if doc["kind"] == "goods":
+        # Stock the new need can reach that other open needs have not taken is stock that
+        # fairness held back: only then is the category planned again (with it, so a scarce
+        # category is shared fairly). With none, the need waits: one read per warehouse.
+        reach = engine.reach(as_engine_need(doc), ref.areas)
+        found = store.load_bins(tx, doc["category"], reach)
+        bins = {f"{doc['category']}|{loc}": found.get(f"{doc['category']}|{loc}", [])
+                for loc in reach}
+        if any(_usable(e, u.now) and units.compatible(e["unit"], doc["unit"])
+               for entries in bins.values() for e in entries):
+            others = [d for d in store.open_needs(tx, doc["category"]) if d["_id"] != doc["_id"]]
+            fill(u, [*others, doc], bins=bins)  # ``doc`` learns its status
+    if doc.get("status") != "fulfilled":
+        timeout = u.cfg.escalation_timeout(doc["urgency"])
+        store.index_open(tx, doc, posted_at + timedelta(seconds=timeout))
     if doc["kind"] == "service":
-        offer_next(store, tx, ref, doc, cfg, posted_at)
-    else:
-        # the new need joins the category's open needs, so a scarce category is shared fairly
-        fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
+        # offered as of its posting, like its escalation clock
+        offer_next(replace(u, now=posted_at), doc)
     return doc
 
 
-def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) -> int:
+def add_lot(u: Unit, data: dict[str, Any]) -> int:
     """Add a received lot to the supply view and re-match the open needs of its category,
     most urgent first. Returns the number of allocations made."""
+    store, tx = u.store, u.tx
     lot_id = data.get("lot_id") or data["donation_id"]
     doc = {
         "_id": lot_id,
@@ -76,30 +90,36 @@ def add_lot(store: MatchingStore, tx: Tx, ref: Reference, data: dict[str, Any]) 
         "quantity": units.to_milli(data["quantity"], data["unit"]),
         "available": units.to_milli(data["quantity"], data["unit"]),
         "value_yuan": data["value_yuan"],
+        "taken_fen": 0,
         "expires_at": data.get("expires_at"),
-        "received_at": contract.now(),
+        "received_at": u.now,
         "programme": data.get("programme"),
     }
     store.serialise(tx, data["category"])
     if not store.insert_lot(tx, doc):
         return 0
     needs = store.open_needs(tx, data["category"])
-    return fill(store, tx, ref, needs, lots_by_id=None)
+    return fill(u, needs, lots_by_id=None)
 
 
-def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str, Any]],
-         lots_by_id: dict[str, dict[str, Any]] | None = None) -> int:
+def fill(u: Unit, need_docs: list[dict[str, Any]],
+         lots_by_id: dict[str, dict[str, Any]] | None = None,
+         bins: dict[str, list[dict[str, Any]]] | None = None) -> int:
     """Plan the open goods needs of a batch together (:class:`engine.Planner`), in service
     order; claim, record, emit. Scarce categories are shared by :func:`engine.fair_caps`.
 
     Stock comes from the warehouses' bins (lots in use order): a decision takes lots from a
-    bin's head, so it costs the same however many lots a warehouse holds."""
-    now = contract.now()
+    bin's head, so it costs the same however many lots a warehouse holds. ``bins`` are bins
+    the caller already read in this transaction (``{"category|location": lots}``)."""
+    store, tx, ref, now = u.store, u.tx, u.ref, u.now
     docs = {d["_id"]: d for d in need_docs}
     needs = [n for n in engine.order_needs(as_engine_need(d) for d in need_docs)
              if n.remaining > 0 and docs[n.need_id].get("kind", "goods") == "goods"]
-    bins: dict[str, list[dict[str, Any]]] = {}
+    bins = dict(bins or {})
     loaded: set[tuple[str, str]] = set()
+    for bin_id in bins:
+        category, location = bin_id.split("|", 1)
+        loaded.add((category, location))
     for need in needs:
         wanted = [loc for loc in engine.reach(need, ref.areas)
                   if (need.category, loc) not in loaded]
@@ -110,33 +130,31 @@ def fill(store: MatchingStore, tx: Tx, ref: Reference, need_docs: list[dict[str,
         lots_by_id.update(lots)
 
     made = 0
+    made_in: dict[str, int] = {}
     touched: set[str] = set()
     groups: dict[tuple[str, str], list[engine.Need]] = {}
     for need in needs:
         groups.setdefault((need.category, units.dimension(need.unit)), []).append(need)
     for (category, _), group in sorted(groups.items()):
-        caps = _fair_caps(group, docs, bins, ref, now)
-        planner = engine.Planner(engine.stock_of(
+        stock = engine.stock_of(
             (as_engine_lot(e) for bin_id, entries in bins.items()
              if bin_id.startswith(f"{category}|") for e in entries),
-            category, group[0].unit), ref.areas, now)
-        taken: dict[str, int] = {}
-        for need in group:
-            cap = share = None
-            if caps is not None:
-                share = caps.get(need.community_id, 0)
-                cap = share - taken.get(need.community_id, 0)
-            got = planner.serve(need, limit=cap, share=share)
-            taken[need.community_id] = taken.get(need.community_id, 0) + got
+            category, group[0].unit)
+        caps = engine.contended_caps(
+            group, {n.need_id: docs[n.need_id].get("beneficiaries") for n in group},
+            stock, ref.areas, now)
         by_need: dict[str, list[engine.Allocation]] = {}
-        for alloc in planner.allocations():
+        for alloc in engine.serve_fairly(engine.Planner(stock, ref.areas, now), group, caps):
             by_need.setdefault(alloc.need_id, []).append(alloc)
         for need_id, allocations in by_need.items():
             made += len(allocations)
-            _record(store, tx, docs[need_id], allocations, lots)
+            made_in[category] = made_in.get(category, 0) + len(allocations)
+            _record(u, docs[need_id], allocations, lots)
             touched.update(f"{category}|{a.location_id}" for a in allocations)
     for bin_id in sorted(touched):
         store.save_bin(tx, bin_id, bins[bin_id], now)
+    for category, count in sorted(made_in.items()):
+        store.count_assignments(tx, category, now.strftime("%Y-%m-%dT%H:00"), count)
     return made
 
 
@@ -145,70 +163,22 @@ def _usable(entry: dict[str, Any], now: datetime) -> bool:
     return entry["available"] > 0 and (expires is None or _aware(expires, now) > now)
 
 
-def _fair_caps(group: list[engine.Need], docs: dict[str, dict[str, Any]],
-               bins: dict[str, list[dict[str, Any]]], ref: Reference,
-               now: datetime) -> dict[str, int] | None:
-    """Per-community caps when the group asks for more than the lots it can reach hold.
-
-    Only contended stock is shared: a warehouse that one community alone can reach is that
-    community's (holding it back would help nobody); the warehouses several communities can
-    reach are shared so that each contender ends with its fair share of all the stock the
-    contenders can reach (``engine.fair_caps``), or its own stock if that is more."""
-    category = group[0].category
-    demand: dict[str, int] = {}
-    weight: dict[str, float] = {}
-    for need in group:
-        demand[need.community_id] = demand.get(need.community_id, 0) + need.remaining
-        beneficiaries = docs[need.need_id].get("beneficiaries") or 1
-        weight[need.community_id] = weight.get(need.community_id, 0.0) + (
-            need.remaining * beneficiaries)
-    own: dict[str, int] = {}
-    shared = 0
-    contenders: set[str] = set()
-    for bin_id, entries in bins.items():
-        bin_category, location = bin_id.split("|", 1)
-        if bin_category != category:
-            continue
-        held = sum(e["available"] for e in entries
-                   if _usable(e, now) and units.compatible(e["unit"], group[0].unit))
-        if held <= 0:
-            continue
-        communities = {n.community_id for n in group
-                       if engine.tier_distance(n, location, ref.areas) is not None}
-        if len(communities) == 1:
-            (c,) = communities
-            own[c] = own.get(c, 0) + held
-        elif communities:
-            shared += held
-            contenders |= communities
-    if not contenders:
-        return None
-    grain = units.MILLI if units.dimension(group[0].unit) in engine.DISCRETE else 1
-    caps = engine.fair_caps({c: demand[c] for c in contenders}, weight,
-                            shared + sum(own.get(c, 0) for c in contenders), grain)
-    if caps is None:
-        return None
-    # communities outside the contention keep no cap beyond what they ask
-    out = {c: demand[c] for c in demand}
-    for c in contenders:
-        out[c] = max(own.get(c, 0), caps[c])
-    return out
-
-
-def _record(store: MatchingStore, tx: Tx, need_doc: dict[str, Any],
-            allocations: list[engine.Allocation], lots_by_id: dict[str, dict[str, Any]]) -> None:
-    now = contract.now()
+def _record(u: Unit, need_doc: dict[str, Any], allocations: list[engine.Allocation],
+            lots_by_id: dict[str, dict[str, Any]]) -> None:
+    store, tx, now = u.store, u.tx, u.now
     fulfilled = need_doc["fulfilled_milli"]
     records = []
     for alloc in allocations:
         lot = lots_by_id[alloc.lot_id]
-        store.claim(tx, alloc.lot_id, alloc.quantity)
+        # the share of the lot's value is cumulative, so its allocations add up to it exactly
+        fen, taken = take_value(lot, alloc.quantity)
+        store.claim(tx, alloc.lot_id, alloc.quantity, taken_fen=taken)
         lot["available"] -= alloc.quantity
+        lot["taken_fen"] = taken
         fulfilled += alloc.quantity
         seq = len(need_doc["assignments"]) + len(records) + 1
         assignment_id = f"{need_doc['_id']}#{seq}"
-        value = round(lot["value_yuan"] * alloc.quantity / lot["quantity"], 2) if lot[
-            "quantity"] else 0.0
+        value = money.to_yuan(fen)
         record = {
             "assignment_id": assignment_id,
             "lot_id": alloc.lot_id,
@@ -219,6 +189,7 @@ def _record(store: MatchingStore, tx: Tx, need_doc: dict[str, Any],
             "lot_unit": lot["unit"],
             "tier_distance": alloc.tier_distance,
             "value_yuan": value,
+            "value_fen": fen,  # what a release would give back to the lot
             "score": alloc.score,
             "explanation": alloc.explanation,
             "made_at": now,
@@ -281,17 +252,45 @@ def need_view(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def escalate(store: MatchingStore, tx: Tx, ref: Reference, need_id: str, cfg: Settings,
-             now: datetime) -> str | None:
+OPEN_STATUSES = ("open", "partial", "offered")
+
+
+def need_list(store: MatchingStore, ref: Reference, filters: dict[str, Any],
+              after: str | None, limit: int) -> dict[str, Any]:
+    """A page of needs (``GET /api/needs``) with their assignments: by area (the community
+    and the areas above it), status, kind, category, urgency, programme and posting day."""
+    status = filters.get("status")
+    within = listing.areas_within(ref, filters["area"]) if filters.get("area") else None
+    docs = store.need_candidates(filters.get("category"), status in OPEN_STATUSES)
+
+    def keep(d: dict[str, Any]) -> bool:
+        return ((within is None or d["community_id"] in within)
+                and all(d.get(k) == filters[k] for k in ("status", "kind", "category",
+                                                         "urgency", "programme")
+                        if filters.get(k))
+                and listing.in_period(d.get("posted_at"), filters.get("from"),
+                                      filters.get("to")))
+
+    def view(d: dict[str, Any]) -> dict[str, Any]:
+        out = need_view(d)  # with its assignments and their explanations (the console)
+        for k in ("escalations", "offered_to"):
+            out.pop(k, None)
+        return out
+
+    return listing.page(docs, keep, view, after, limit)
+
+
+def escalate(u: Unit, need_id: str) -> str | None:
     """Escalate an open need one tier (community -> street -> district), tell that tier's
     coordinators (``need_escalated``) and try again with the stock it can now reach."""
+    store, tx, ref = u.store, u.tx, u.ref
     doc = store.get_need(need_id, tx)
     if doc is None or doc.get("open_category") is None or doc.get("tier") not in NEXT_TIER:
         return None
     store.serialise(tx, doc["category"])
     from_tier = doc.get("tier", "community")
     to_tier = NEXT_TIER[from_tier]
-    next_at = now + timedelta(seconds=cfg.escalation_timeout(doc["urgency"]))
+    next_at = u.now + timedelta(seconds=u.cfg.escalation_timeout(doc["urgency"]))
     if not store.escalate(tx, need_id, from_tier, to_tier, next_at):
         return None
     chain = ref.areas.chain(doc["community_id"])
@@ -303,14 +302,15 @@ def escalate(store: MatchingStore, tx: Tx, ref: Reference, need_id: str, cfg: Se
         "area_id": area_id, "remaining": remaining, "unit": doc["unit"],
     }, event_id=contract.derived_id("need_escalated", need_id, to_tier))
     if doc.get("kind", "goods") == "goods":
-        fill(store, tx, ref, store.open_needs(tx, doc["category"]), lots_by_id=None)
+        fill(u, store.open_needs(tx, doc["category"]), lots_by_id=None)
     elif doc.get("status") == "open":
-        offer_next(store, tx, ref, {**doc, "tier": to_tier}, cfg, now)
+        offer_next(u, {**doc, "tier": to_tier})
     return to_tier
 
 
-def expire(store: MatchingStore, tx: Tx, need_id: str) -> bool:
+def expire(u: Unit, need_id: str) -> bool:
     """A need past its ``needed_by`` closes as expired; what it received stays given."""
+    store, tx = u.store, u.tx
     doc = store.get_need(need_id, tx)
     if doc is None or doc.get("open_category") is None:
         return False
@@ -326,30 +326,11 @@ def expire(store: MatchingStore, tx: Tx, need_id: str) -> bool:
     return True
 
 
-def due(index: list[dict[str, Any]], now: datetime
-        ) -> tuple[list[str], list[str], list[str]]:
-    """From the open-needs index: (needs to expire, needs to escalate, offers that lapsed)."""
-    expire_ids, escalate_ids, lapsed = [], [], []
-    for entry in index:
-        if entry.get("needed_by") and _aware(entry["needed_by"], now) <= now:
-            expire_ids.append(entry["_id"])
-            continue
-        if entry.get("offer_expires_at") and _aware(entry["offer_expires_at"], now) <= now:
-            lapsed.append(entry["_id"])
-        if entry.get("tier") in NEXT_TIER and _aware(entry["escalate_at"], now) <= now:
-            escalate_ids.append(entry["_id"])
-    return expire_ids, escalate_ids, lapsed
-
-
 def _aware(dt: datetime, now: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=now.tzinfo)
 
 
 # -- service needs: offers to volunteers ---------------------------------------------------
-
-def week_of(now: datetime) -> str:
-    year, week, _ = now.isocalendar()
-    return f"{year}-W{week:02d}"
 
 
 def as_volunteer(doc: dict[str, Any], week: str) -> engine.Volunteer:
@@ -359,12 +340,12 @@ def as_volunteer(doc: dict[str, Any], week: str) -> engine.Volunteer:
                             doc.get("checked_at"), bool(doc.get("check_passing")))
 
 
-def offer_next(store: MatchingStore, tx: Tx, ref: Reference, doc: dict[str, Any],
-               cfg: Settings, now: datetime) -> bool:
+def offer_next(u: Unit, doc: dict[str, Any]) -> bool:
     """Offer an open service need to the best eligible volunteer (never one offered it
     before); book the hours against their weekly cap. False when nobody is eligible: the need
     stays open until a volunteer becomes available or it escalates."""
-    week = week_of(now)
+    store, tx, ref, cfg, now = u.store, u.tx, u.ref, u.cfg, u.now
+    week = engine.week_of(now)
     need = as_engine_need(doc)
     volunteers = [as_volunteer(v, week) for v in store.volunteers_with_skill(tx, doc["category"])]
     offer = engine.choose_volunteer(
@@ -397,10 +378,11 @@ class OfferNotOpen(LookupError):
     """The offer does not exist, or was already answered, lapsed or withdrawn."""
 
 
-def answer_offer(store: MatchingStore, tx: Tx, ref: Reference, offer_id: str, accept: bool,
-                 cfg: Settings, now: datetime, outcome: str = "declined") -> dict[str, Any]:
+def answer_offer(u: Unit, offer_id: str, accept: bool,
+                 outcome: str = "declined") -> dict[str, Any]:
     """A volunteer accepts (the need is served) or declines (the next volunteer is offered
     it); an unanswered offer lapses the same way (``outcome="lapsed"``)."""
+    store, tx, now = u.store, u.tx, u.now
     need_id = offer_id.rsplit("~", 1)[0]
     doc = store.get_need(need_id, tx)
     offer = (doc or {}).get("offer")
@@ -422,7 +404,9 @@ def answer_offer(store: MatchingStore, tx: Tx, ref: Reference, offer_id: str, ac
                 event_id=contract.derived_id("offer_accepted", offer_id))
         tx.emit("need_fulfilled", {"need_id": need_id, "community_id": doc["community_id"],
                                    "category": doc["category"], "quantity": doc["quantity"],
-                                   "unit": doc["unit"]},
+                                   "unit": doc["unit"], "programme": doc.get("programme"),
+                                   "beneficiaries": doc.get("beneficiaries"),
+                                   "volunteer_id": volunteer_id},
                 event_id=contract.derived_id("need_fulfilled", need_id))
     else:
         store.give_back_hours(tx, volunteer_id, offer["week"], offer["hours"])
@@ -431,14 +415,14 @@ def answer_offer(store: MatchingStore, tx: Tx, ref: Reference, offer_id: str, ac
         tx.emit("offer_released", {"offer_id": offer_id, "need_id": need_id,
                                    "volunteer_id": volunteer_id, "outcome": outcome},
                 event_id=contract.derived_id("offer_released", offer_id))
-        offer_next(store, tx, ref, doc, cfg, now)
+        offer_next(u, doc)
     return need_view(store.get_need(need_id, tx))
 
 
-def volunteer_changed(store: MatchingStore, tx: Tx, ref: Reference, volunteer_id: str,
-                      values: dict[str, Any], cfg: Settings, now: datetime) -> int:
+def volunteer_changed(u: Unit, volunteer_id: str, values: dict[str, Any]) -> int:
     """Update matching's view of a volunteer; if they can serve, offer them the open service
     needs of their skills, most urgent first. Returns the number of offers made."""
+    store, tx = u.store, u.tx
     current = store.get_volunteer(tx, volunteer_id) or {}
     skills = values.get("skills", current.get("skills", []))
     for skill in sorted(skills):
@@ -450,36 +434,47 @@ def volunteer_changed(store: MatchingStore, tx: Tx, ref: Reference, volunteer_id
                    if d.get("kind") == "service" and d.get("status") == "open"]
         for need in engine.order_needs(as_engine_need(d) for d in waiting):
             doc = next(d for d in waiting if d["_id"] == need.need_id)
-            made += offer_next(store, tx, ref, doc, cfg, now)
+            made += offer_next(u, doc)
     return made
 
 
-def withdraw(store: MatchingStore, tx: Tx, lot_id: str, quantity: float, unit: str,
-             reference: str, reason: str) -> dict[str, Any]:
+def withdraw(u: Unit, lot_id: str, quantity: float, unit: str, reference: str,
+             reason: str) -> dict[str, Any]:
     """Take stock out of matching's reach before another service writes it off or moves it:
     claimed exactly like an allocation, so stock is never both allocated and written off.
-    Idempotent by ``reference``. Returns ``{"ok": bool, "available": <in the lot's unit>}``."""
+    The stock takes its share of the lot's value (:func:`money.share_fen`, as allocations
+    do): the caller books that value, so everything that leaves a lot adds up to its value.
+    Idempotent by ``reference``. Returns ``{"ok": bool, "available": <in the lot's unit>,
+    "value_fen": int, "value_yuan": float}``."""
+    store, tx = u.store, u.tx
     lot = store.get_lot(tx, lot_id)
     if lot is None:
         return {"ok": False, "error": f"unknown lot {lot_id!r}"}
     store.serialise(tx, lot["category"])
     done = store.get_withdrawal(tx, reference)
     if done is not None:
-        return {"ok": True, "available": units.from_milli(lot["available"], lot["unit"]),
-                "repeated": True}
+        answer = {"ok": True, "available": units.from_milli(lot["available"], lot["unit"]),
+                  "repeated": True}
+        if done.get("fen") is not None:
+            answer.update(value_fen=done["fen"], value_yuan=money.to_yuan(done["fen"]))
+        return answer
     if not units.compatible(unit, lot["unit"]):
         return {"ok": False, "error": f"{unit} does not measure lot {lot_id} ({lot['unit']})"}
     milli = units.to_milli(quantity, unit)
     if lot["available"] < milli:
         return {"ok": False, "available": units.from_milli(lot["available"], lot["unit"]),
                 "error": "not enough unallocated stock in the lot"}
-    store.claim(tx, lot_id, milli)
+    # the stock leaves with its share of the lot's value, by the rule allocations use
+    fen, taken = take_value(lot, milli)
+    store.claim(tx, lot_id, milli, taken_fen=taken)
     bin_id = f"{lot['category']}|{lot['location_id']}"
     entries = store.load_bins(tx, lot["category"], [lot["location_id"]]).get(bin_id, [])
     for entry in entries:
         if entry["_id"] == lot_id:
             entry["available"] -= milli
-    store.save_bin(tx, bin_id, entries, contract.now())
+            entry["taken_fen"] = taken
+    store.save_bin(tx, bin_id, entries, u.now)
     store.record_withdrawal(tx, {"_id": reference, "lot_id": lot_id, "milli": milli,
-                                 "reason": reason, "at": contract.now()})
-    return {"ok": True, "available": units.from_milli(lot["available"] - milli, lot["unit"])}
+                                 "fen": fen, "reason": reason, "at": u.now})
+    return {"ok": True, "available": units.from_milli(lot["available"] - milli, lot["unit"]),
+            "value_fen": fen, "value_yuan": money.to_yuan(fen)}

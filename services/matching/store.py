@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import eventlet.semaphore
 from pymongo import ASCENDING
 
+from services.common import money
 from services.common.contract import now as contract_now
 from services.common.handler import Retry
 from services.common.store import BaseStore, Tx
@@ -34,6 +36,19 @@ class MatchingStore(BaseStore):
         "volunteers": [[("skills", ASCENDING)]],
     }
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._turns: dict[str, eventlet.semaphore.Semaphore] = {}
+
+    def category_turn(self, category: str) -> Any:
+        """This process's turn at a category: its transactions of one category conflict by
+        design (:meth:`serialise`), so running them side by side only makes them retry; one
+        at a time per process, they conflict only with another instance's."""
+        turn = self._turns.get(category)
+        if turn is None:
+            turn = self._turns[category] = eventlet.semaphore.Semaphore(1)
+        return turn
+
     def on_start(self) -> None:
         """Build the warehouse bins from the lots if they are missing (data written before
         bins existed). Outside transactions; idempotent."""
@@ -53,16 +68,47 @@ class MatchingStore(BaseStore):
         """Make transactions that match the same category conflict, so one retries after the
         other commits. Without it, a need posted while a lot arrives is write skew: each
         transaction misses the other's insert and both commit, leaving the need open beside
-        stock it could use."""
+        stock it could use. Once per transaction is enough (a batch's needs share one)."""
+        done = tx.shared.setdefault("serialised", set())
+        if category in done:
+            return
+        done.add(category)
         self.db.category_clock.update_one({"_id": category}, {"$inc": {"seq": 1}}, upsert=True,
                                           session=tx.session)
 
     # -- needs ---------------------------------------------------------------------------
+    def needs_in(self, community_ids: list[str] | None, status: str | None,
+                 limit: int) -> list[dict[str, Any]]:
+        """The latest needs of these communities (None: all), newest first. Not a hot path
+        (a coordinator's list): no index is kept for it, so posting a need costs no more."""
+        query: dict[str, Any] = {}
+        if community_ids is not None:
+            query["community_id"] = {"$in": community_ids}
+        if status:
+            query["status"] = status
+        rows = list(self.db.needs.find(query))
+        rows.sort(key=lambda d: (d.get("posted_at") is not None, d.get("posted_at")),
+                  reverse=True)  # in memory: sorts are slow in the local database
+        return rows[:limit]
+
     def get_need(self, need_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
         return self.db.needs.find_one({"_id": need_id}, session=tx.session if tx else None)
 
-    def insert_need(self, tx: Tx, need: dict[str, Any]) -> None:
-        self.db.needs.insert_one(need, session=tx.session)
+    def need_candidates(self, category: str | None, open_only: bool) -> list[dict[str, Any]]:
+        """Needs a list may show, with their assignments (the console shows why each lot
+        served): by the open index's equality
+        when the caller wants open needs of one category, else a scan (lists are off the
+        hot path; no index is added to the needs' inserts for them)."""
+        query: dict[str, Any] = {"open_category": category} if (open_only and category) else {}
+        return list(self.db.needs.find(query, {"escalations": 0, "offered_to": 0,
+                                               "note": 0}))
+
+    def insert_need(self, tx: Tx, need: dict[str, Any]) -> bool:
+        """Insert a need unless one with its id exists (one request). True if inserted."""
+        values = {k: v for k, v in need.items() if k != "_id"}
+        result = self.db.needs.update_one({"_id": need["_id"]}, {"$setOnInsert": values},
+                                          upsert=True, session=tx.session)
+        return result.upserted_id is not None
 
     def open_needs(self, tx: Tx, category: str) -> list[dict[str, Any]]:
         # ``open_category`` is set only while a need is open: a selective equality.
@@ -79,15 +125,37 @@ class MatchingStore(BaseStore):
             self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
         self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
 
-    def index_open(self, tx: Tx, need_id: str, category: str, tier: str, escalate_at: Any,
-                   needed_by: Any) -> None:
+    def index_open(self, tx: Tx, need: dict[str, Any], escalate_at: Any) -> None:
+        """List an open need in the small index the timer and the status page read."""
         self.db.open_index.replace_one(
-            {"_id": need_id},
-            {"category": category, "tier": tier, "escalate_at": escalate_at,
-             "needed_by": needed_by}, upsert=True, session=tx.session)
+            {"_id": need["_id"]},
+            {"category": need["category"], "tier": need.get("tier", "community"),
+             "escalate_at": escalate_at, "needed_by": need.get("needed_by"),
+             "urgency": need["urgency"], "posted_at": need["posted_at"],
+             "community_id": need["community_id"]}, upsert=True, session=tx.session)
+
+    def count_assignments(self, tx: Tx, category: str, hour: str, made: int) -> None:
+        """Assignments per hour, kept on the category's clock document (which every
+        transaction of the category writes already, so this adds no contention)."""
+        self.db.category_clock.update_one({"_id": category}, {"$inc": {f"made.{hour}": made}},
+                                          upsert=True, session=tx.session)
+
+    def assignment_counts(self) -> list[dict[str, Any]]:
+        """Each category's assignments per hour (one small document per category)."""
+        return list(self.db.category_clock.find({}, {"made": 1}))
+
+    def all_bins(self) -> list[dict[str, Any]]:
+        """Every warehouse's live lots (one document per category and warehouse)."""
+        return list(self.db.bins.find({}))
 
     def open_index(self) -> list[dict[str, Any]]:
         return list(self.db.open_index.find({}))
+
+    def open_deadlines(self) -> list[engine.Deadlines]:
+        """Every open need's clock, from the small open-needs index."""
+        return [engine.Deadlines(e["_id"], e.get("tier", "community"), e.get("escalate_at"),
+                                 e.get("needed_by"), e.get("offer_expires_at"))
+                for e in self.open_index()]
 
     def escalate(self, tx: Tx, need_id: str, from_tier: str, to_tier: str,
                  escalate_at: Any) -> bool:
@@ -110,22 +178,6 @@ class MatchingStore(BaseStore):
             {"$set": {"status": status}, "$unset": {"open_category": ""}}, session=tx.session)
         self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
         return result.modified_count == 1
-
-    def open_need_docs(self) -> list[dict[str, Any]]:
-        """Every open or partial need (a scan: for status pages, not for the hot path)."""
-        return list(self.db.needs.find({"open_category": {"$exists": True}},
-                                       {"assignments": 0}))
-
-    def recent_assignments(self, since: Any) -> list[dict[str, Any]]:
-        """Assignments made since ``since`` (a scan: for status pages)."""
-        out = []
-        for doc in self.db.needs.find({}, {"assignments.made_at": 1,
-                                           "assignments.quantity": 1}):
-            out.extend(a for a in doc.get("assignments", []) if a["made_at"] >= since)
-        return out
-
-    def supply_docs(self) -> list[dict[str, Any]]:
-        return list(self.db.supply.find({}, {"category": 1, "available": 1, "unit": 1}))
 
     def get_lot(self, tx: Tx, lot_id: str) -> dict[str, Any] | None:
         return self.db.supply.find_one({"_id": lot_id}, session=tx.session)
@@ -212,19 +264,42 @@ class MatchingStore(BaseStore):
         self.db.bins.replace_one({"_id": bin_id}, {"lots": live}, upsert=True,
                                  session=tx.session)
 
-    def claim(self, tx: Tx, lot_id: str, quantity: int) -> None:
-        """Take ``quantity`` from a lot, never below zero (a conditional atomic update)."""
+    def claim(self, tx: Tx, lot_id: str, quantity: int, taken_fen: int | None = None) -> None:
+        """Take ``quantity`` from a lot, never below zero (a conditional atomic update).
+
+        ``taken_fen`` is the value that has left the lot once this take is made (see
+        :func:`take_value`); it is set, not added, so a lot recorded before values were
+        kept starts from the same figure in its document and in its warehouse's bin."""
+        update: dict[str, Any] = {"$inc": {"available": -quantity}}
+        if taken_fen is not None:
+            update["$set"] = {"taken_fen": taken_fen}
         result = self.db.supply.update_one(
-            {"_id": lot_id, "available": {"$gte": quantity}},
-            {"$inc": {"available": -quantity}},
-            session=tx.session,
-        )
+            {"_id": lot_id, "available": {"$gte": quantity}}, update, session=tx.session)
         if result.modified_count != 1:
             raise LotChanged(f"lot {lot_id} has less than {quantity} available")
 
 
 BIN_FIELDS = ("_id", "category", "location_id", "unit", "quantity", "available", "value_yuan",
-              "expires_at", "received_at", "programme")
+              "taken_fen", "expires_at", "received_at", "programme")
+
+
+def taken_fen(lot: dict[str, Any]) -> int:
+    """The value (fen) that has already left a lot: allocated and withdrawn. A lot recorded
+    before this was kept counts the rule's value of the quantity gone."""
+    if lot.get("taken_fen") is not None:
+        return int(lot["taken_fen"])
+    return money.value_of(money.to_fen(lot["value_yuan"]), lot["quantity"],
+                          lot["quantity"] - lot["available"])
+
+
+def take_value(lot: dict[str, Any], milli: int) -> tuple[int, int]:
+    """What taking ``milli`` out of a lot (a supply document or a bin entry, before the
+    take) is worth, and the lot's value taken once it is made, both in fen
+    (:func:`money.share_fen`)."""
+    before = taken_fen(lot)
+    share = money.share_fen(lot["quantity"], money.to_fen(lot["value_yuan"]),
+                            lot["quantity"] - lot["available"], before, milli)
+    return share, before + share
 
 
 def _expired(entry: dict[str, Any], now: Any) -> bool:

@@ -27,6 +27,44 @@ TIMESTAMP_HEADER = "X-Relief-Timestamp"
 DELIVERY_HEADER = "X-Relief-Delivery"
 
 
+# -- what a channel carries ---------------------------------------------------------------
+# GSM 03.38: the basic set (one septet each) and the extension table (an escape and a septet)
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+SMS_SINGLE = {"gsm7": 160, "ucs2": 70}  # units in a message of one segment
+SMS_PART = {"gsm7": 153, "ucs2": 67}  # units per segment of a longer one (the rest: header)
+
+
+def sms_encoding(text: str) -> str:
+    """``gsm7`` when every character is in the GSM 7-bit alphabet, else ``ucs2`` (any
+    Chinese character makes the whole message UCS-2)."""
+    return "gsm7" if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text) else "ucs2"
+
+
+def sms_units(text: str) -> tuple[str, int]:
+    """``(encoding, units)``: septets (an extension character takes two) or UTF-16 code
+    units (a character beyond the BMP takes two)."""
+    encoding = sms_encoding(text)
+    if encoding == "gsm7":
+        return encoding, sum(2 if c in GSM7_EXTENSION else 1 for c in text)
+    return encoding, len(text.encode("utf-16-le")) // 2
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments (billed messages) ``text`` takes: GSM-7 160 in one, else 153
+    per segment; UCS-2 70 in one, else 67 per segment."""
+    encoding, units = sms_units(text)
+    if units <= SMS_SINGLE[encoding]:
+        return 1 if units else 0
+    return -(-units // SMS_PART[encoding])
+
+
+def sms_fits(text: str, segments: int) -> bool:
+    return sms_segments(text) <= segments
+
+
 class DeliveryError(Exception):
     transient = False
 

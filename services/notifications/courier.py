@@ -1,17 +1,29 @@
 """The courier: delivers what the handlers queued, outside any event transaction.
 
-Every ``poll_seconds`` it finds the recipients with a message due and, for each, in parallel:
+Every ``poll_seconds`` it finds the recipients with a message due (one indexed equality on
+the state of messages: only what is still to be sent is read) and, for each, in parallel:
 
-1. **claims** the recipient's mailbox with a conditional ``update_one`` (no live lease) and
-   checks ``modified_count``: of two instances, one wins, the other moves on;
-2. takes *all* the recipient's pending messages that may go now (not waiting for a retry,
-   not held by quiet hours unless critical, not expired) and sends them as **one**
-   delivery: the message itself, or a digest summarising them. A message is due at the end
-   of its recipient's window, so what arrives within a window leaves together;
-3. records the outcome in one transaction with its events (``notification_sent``, or
-   ``notification_failed`` for a dead message): sent; failed and due again after a
-   back-off; or dead after ``max_attempts`` (at once when retrying cannot help), with the
-   reason; then releases the mailbox.
+1. **claims** the recipient's mailbox with one conditional ``update_one`` (no live lease)
+   and checks ``modified_count``: of two instances, one wins, the other moves on;
+2. takes *all* the recipient's pending messages that may go now (read afresh once the
+   mailbox is held: not waiting for a retry, not held by quiet hours unless critical, not
+   expired) and sends them as **one** delivery: the message itself, or a digest
+   summarising them within what the channel carries (an SMS in at most
+   ``sms_max_segments`` segments: counts by kind, the most urgent items by name, a signed
+   link to the full list; an email or WeChat message grouped by need, as much as fits:
+   ``texts.compose_digest``). A message is due at the end of its recipient's window, so
+   what arrives within a window leaves together;
+3. records the outcome and releases the mailbox, in one transaction when the delivery
+   carried several messages (those with the same outcome updated by one conditional
+   request; a single message needs no transaction: its update, then the release): sent;
+   failed and due again after a back-off; or dead after ``max_attempts`` (at once when
+   retrying cannot help), with the reason. Outcomes are counted in ``/metrics`` and kept
+   with each message (``GET /api/notifications``); no event is published for them, since
+   nothing consumes one (an event nobody is bound for would only fill
+   ``relief.unroutable``).
+
+Once a minute it also gives up on messages whose recipient never became known, reading
+only the ``awaiting`` records (one per subject something waits for), never every message.
 
 A courier that dies mid-delivery leaves a lease that expires after ``lease_seconds``; the
 delivery is then made again with the same delivery id (``X-Relief-Delivery`` header,
@@ -25,23 +37,38 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import eventlet
 from eventlet.greenpool import GreenPool
 
-from services.common import contract
+from services.common import contract, links
 from services.common.metrics import REGISTRY
 from services.common.store import Tx
 from services.notifications import policy, texts
-from services.notifications.channels import Channel, DeliveryError, Outgoing, Permanent
+from services.notifications.channels import (
+    Channel,
+    DeliveryError,
+    Outgoing,
+    Permanent,
+    sms_fits,
+)
 from services.notifications.settings import NotifySettings
 from services.notifications.store import PENDING, NotificationsStore
 
 log = logging.getLogger(__name__)
 
-SMS_LIMIT = 500
 ORPHAN_SWEEP_SECONDS = 60.0
+
+
+class Attempt(NamedTuple):
+    """One try at a delivery: the channel chosen (None when there was none), what was sent
+    (None when nothing could be composed) and the error (None when it went out)."""
+
+    channel: str | None
+    out: Outgoing | None
+    error: DeliveryError | None
 
 
 class Courier:
@@ -74,18 +101,21 @@ class Courier:
         lease = now + timedelta(seconds=self.cfg.lease_seconds)
         if not store.claim_mailbox(recipient_id, now, lease, self.owner):
             return False  # another instance is delivering to this recipient
+        released: list[bool] = []  # recording an outcome releases the mailbox with it
         try:
-            return self._deliver(store, reference, recipient_id)
+            return self._deliver(store, reference, recipient_id, released)
         except Exception:  # noqa: BLE001 - one recipient must not stop the others
             log.exception("delivery to %s failed unexpectedly", recipient_id)
             return False
         finally:
-            try:
-                store.release_mailbox(None, recipient_id, self.owner)
-            except Exception:  # noqa: BLE001 - the lease expires by itself
-                log.warning("could not release mailbox %s", recipient_id)
+            if not released:
+                try:
+                    store.release_mailbox(None, recipient_id, self.owner)
+                except Exception:  # noqa: BLE001 - the lease expires by itself
+                    log.warning("could not release mailbox %s", recipient_id)
 
-    def _deliver(self, store: NotificationsStore, reference: Any, recipient_id: str) -> bool:
+    def _deliver(self, store: NotificationsStore, reference: Any, recipient_id: str,
+                 released: list[bool]) -> bool:
         now = contract.now()
         recipient = store.recipient(recipient_id)
         person = effective(store, recipient)
@@ -111,76 +141,109 @@ class Courier:
             return False
 
         if recipient is None:
-            self.record(store, recipient_id, ready, None, None,
-                        Permanent("the recipient was deleted"))
+            self.record(store, recipient_id, ready,
+                        Attempt(None, None, Permanent("the recipient was deleted")), released)
             return True
         channel, address = policy.choose_channel(person, set(self.channels))
         if channel is None:
-            self.record(store, recipient_id, ready, None, None, Permanent(address))
+            self.record(store, recipient_id, ready, Attempt(None, None, Permanent(address)),
+                        released)
             return True
         try:
-            out = self.compose(reference, recipient_id, person, ready, address)
+            out = self.compose(reference, recipient_id, person, ready, address, channel)
         except Exception as exc:  # noqa: BLE001 - a template bug: dead, not retried forever
             log.exception("could not compose a message for %s", recipient_id)
-            self.record(store, recipient_id, ready, channel, None,
-                        Permanent(f"could not compose the message: {type(exc).__name__}: "
-                                  f"{exc}"))
+            problem = Permanent(f"could not compose the message: {type(exc).__name__}: {exc}")
+            self.record(store, recipient_id, ready, Attempt(channel, None, problem), released)
             return True
         try:
             self.channels[channel].send(out)
             error = None
         except DeliveryError as exc:
             error = exc
-        self.record(store, recipient_id, ready, channel, out, error)
+        self.record(store, recipient_id, ready, Attempt(channel, out, error), released)
         return True
 
     # -- composing ----------------------------------------------------------------------
     def compose(self, reference: Any, recipient_id: str, person: dict[str, Any],
-                messages: list[dict[str, Any]], address: str) -> Outgoing:
-        """One message, or a digest of several, in the recipient's language."""
+                messages: list[dict[str, Any]], address: str,
+                channel: str | None = None) -> Outgoing:
+        """One message, or a digest of several, in the recipient's language, within what
+        ``channel`` carries (``NOTIFICATIONS``: ``sms_max_segments``, ``email_max_chars``,
+        ``wechat_max_chars``). A digest summarises: counts by kind, the most urgent items by
+        name, and a signed link to the full list on the gateway."""
         language = texts.language_of(person.get("language") or self.cfg.default_language)
         tz = person.get("timezone") or self.cfg.default_timezone
         name = person.get("name")
-        parts = [texts.render(m["template"], language, m["params"], reference, tz, name)
-                 for m in messages]
-        if len(parts) == 1:
-            text = parts[0]
-            short = text.line
+        updates = [texts.Update(m["template"], m["params"], m.get("priority", policy.NORMAL),
+                                texts.render(m["template"], language, m["params"], reference,
+                                             tz, name))
+                   for m in messages]
+        link = self.digest_link(messages[0]["_id"])
+        budget = texts.Budget(
+            sms_segments=self.cfg.sms_max_segments,
+            body_chars=(self.cfg.wechat_max_chars if channel == "wechat"
+                        else self.cfg.email_max_chars),
+            urgent_items=self.cfg.digest_urgent_items)
+        if len(updates) == 1:
+            text = updates[0].text
+            text = texts.Rendered(text.subject, text.line,
+                                  texts.fit_chars(text.body, link, budget.body_chars,
+                                                  language))
+            short = (text.line if sms_fits(text.line, budget.sms_segments)
+                     else texts.fit_sms(text.line, link, budget.sms_segments))
         else:
-            text = texts.render_digest(language, parts, reference, tz, name,
-                                       window_start=messages[0]["created_at"])
-            short = f"{text.subject}: " + " ".join(p.line for p in parts)
-        if len(short) > SMS_LIMIT:
-            short = short[:SMS_LIMIT - 1] + "…"
+            reader = texts.Reader(language, reference, tz, name)
+            text, short = texts.compose_digest(reader, updates,
+                                               window_start=messages[0]["created_at"],
+                                               link=link, budget=budget)
         delivery_id = contract.derived_id("delivery", recipient_id,
                                           *sorted(m["_id"] for m in messages))
         return Outgoing(delivery_id=delivery_id, address=address, subject=text.subject,
                         body=text.body, short=short, language=language)
 
+    def digest_link(self, message_id: str) -> str | None:
+        """The gateway's ``/digest/<message id>?sig=``: the full list of the delivery that
+        message went in (the first of a digest), signed so that it opens without an account.
+        None without a link secret (the gateway could not check it)."""
+        if not self.link_secret:
+            return None
+        return (f"{self.cfg.public_url.rstrip('/')}/digest/{quote(message_id, safe='')}"
+                f"?sig={links.sign_digest(message_id, self.link_secret)}")
+
     # -- recording ----------------------------------------------------------------------
     def record(self, store: NotificationsStore, recipient_id: str,
-               messages: list[dict[str, Any]], channel: str | None, out: Outgoing | None,
-               error: DeliveryError | None) -> None:
-        """The outcome of one delivery and its events, in one transaction."""
+               messages: list[dict[str, Any]], attempt: Attempt,
+               released: list[bool] | None = None) -> None:
+        """The outcome of one delivery for each of its messages, and the mailbox released.
 
-        outcomes: list[str] = []
+        Several messages are recorded in one transaction (all or nothing: a delivery made
+        again after a crash carries the same messages and the same delivery id), those with
+        the same outcome (all of them, but for retries of different attempt counts) by one
+        conditional request. A single message needs no transaction: its update is atomic by
+        itself, and the release follows it."""
+        channel, out, error = attempt
+        now = contract.now()
+        groups: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}
+        for message in messages:
+            outcome, update, key = self._outcome(message, channel, out, error, now)
+            groups.setdefault(key, (outcome, update, []))[2].append(message["_id"])
+        release = {"last_sent_at": now} if error is None else None
 
-        def work(tx: Tx) -> None:
-            now = contract.now()
-            outcomes.clear()
-            for message in messages:
-                if error is None:
-                    self._sent(store, tx, message, channel, out, now)
-                    outcomes.append("sent")
-                else:
-                    outcomes.append(self._failed(store, tx, message, channel, error, now))
-            if error is None:
-                store.set_mailbox(tx, recipient_id, {"last_sent_at": now})
+        def work(tx: Tx | None) -> None:
+            for _, update, ids in groups.values():
+                store.update_pending(tx, recipient_id, ids, update)
+            store.release_mailbox(tx, recipient_id, self.owner, release)
 
-        store.atomically(work)
-        for outcome in outcomes:
+        if len(messages) == 1:
+            work(None)
+        else:
+            store.atomically(work)
+        if released is not None:
+            released.append(True)
+        for outcome, _, ids in groups.values():
             REGISTRY.inc("relief_notifications_total",
-                         {"outcome": outcome, "channel": channel or "none"},
+                         {"outcome": outcome, "channel": channel or "none"}, len(ids),
                          doc="messages delivered (sent), to be retried (failed) or given up "
                              "(dead), by channel")
         REGISTRY.inc("relief_notification_deliveries_total",
@@ -195,53 +258,35 @@ class Courier:
             log.warning("delivery of %s to %s by %s failed: %s", what, recipient_id,
                         channel or "-", error)
 
-    def _sent(self, store: NotificationsStore, tx: Tx, message: dict[str, Any],
-              channel: str | None, out: Outgoing | None, now: datetime) -> None:
-        assert out is not None
-        changed = store.update_message(tx, message["_id"], {
-            "$set": {"state": "sent", "sent_at": now, "updated_at": now, "channel": channel,
-                     "delivery_id": out.delivery_id, "language": out.language,
-                     "delivered_subject": out.subject},
-            "$inc": {"attempts": 1},
-            "$unset": {"next_attempt_at": "", "reason": "", "due_at": ""}},
-            expect_state=PENDING)
-        if changed:
-            tx.emit("notification_sent", {"notification_id": message["_id"],
-                                          "channel": channel, "template": message["template"]},
-                    event_id=contract.derived_id("notification_sent", message["_id"],
-                                                 str(message.get("generation", 0))))
-
-    def _failed(self, store: NotificationsStore, tx: Tx, message: dict[str, Any],
-                channel: str | None, error: DeliveryError, now: datetime) -> str:
+    def _outcome(self, message: dict[str, Any], channel: str | None, out: Outgoing | None,
+                 error: DeliveryError | None, now: datetime
+                 ) -> tuple[str, dict[str, Any], Any]:
+        """What becomes of a message after a delivery: ``(outcome, update, key)``; messages
+        with the same key get the same update."""
+        if error is None:
+            assert out is not None
+            return "sent", {
+                "$set": {"state": "sent", "sent_at": now, "updated_at": now,
+                         "channel": channel, "delivery_id": out.delivery_id,
+                         "language": out.language, "delivered_subject": out.subject},
+                "$inc": {"attempts": 1},
+                "$unset": {"next_attempt_at": "", "reason": "", "due_at": ""}}, None
         attempts = message.get("attempts", 0) + 1
         reason = str(error)
         if error.transient and attempts < self.cfg.max_attempts:
             wait = policy.backoff(attempts, self.cfg.retry_backoff_seconds,
                                   self.cfg.retry_backoff_max_seconds)
             retry_at = now + timedelta(seconds=wait)
-            store.update_message(tx, message["_id"], {"$set": {
-                "state": "failed", "attempts": attempts, "reason": reason, "channel": channel,
-                "next_attempt_at": retry_at, "due_at": retry_at, "updated_at": now}},
-                expect_state=PENDING)
-            return "failed"
+            return "failed", {"$set": {
+                "state": "failed", "attempts": attempts, "reason": reason,
+                "channel": channel, "next_attempt_at": retry_at, "due_at": retry_at,
+                "updated_at": now}}, attempts
         if error.transient:
             reason = f"gave up after {attempts} attempts: {reason}"
-        changed = store.update_message(tx, message["_id"], {
+        return "dead", {
             "$set": {"state": "dead", "attempts": attempts, "reason": reason,
                      "channel": channel, "dead_at": now, "updated_at": now},
-            "$unset": {"next_attempt_at": "", "due_at": ""}}, expect_state=PENDING)
-        if changed:
-            self._emit_failed(tx, message, channel, reason)
-        return "dead"
-
-    @staticmethod
-    def _emit_failed(tx: Tx, message: dict[str, Any], channel: str | None,
-                     reason: str) -> None:
-        tx.emit("notification_failed", {"notification_id": message["_id"],
-                                        "channel": channel or "none",
-                                        "template": message["template"], "reason": reason},
-                event_id=contract.derived_id("notification_failed", message["_id"],
-                                             str(message.get("generation", 0) + 1)))
+            "$unset": {"next_attempt_at": "", "due_at": ""}}, attempts
 
     @staticmethod
     def _cancel(store: NotificationsStore, tx: Tx, messages: list[dict[str, Any]],
@@ -264,35 +309,57 @@ class Courier:
 
     # -- messages whose recipient never became known ------------------------------------
     def sweep_orphans(self, store: NotificationsStore, now: datetime) -> int:
+        """Messages waiting longer than ``orphan_timeout_seconds`` for a subject that never
+        became known are dead, with the reason. Reads the ``awaiting`` records only (and
+        the messages they name); returns how many messages were given up."""
         if self._last_orphan_sweep and (now - self._last_orphan_sweep).total_seconds() < \
                 ORPHAN_SWEEP_SECONDS:
             return 0
         self._last_orphan_sweep = now
         cutoff = now - timedelta(seconds=self.cfg.orphan_timeout_seconds)
-        orphans = store.orphans(cutoff)
-        for message in orphans:
-            reason = (f"its recipient never became known (nothing arrived for "
-                      f"{message['awaiting']})")
-
-            def work(tx: Tx, message: dict[str, Any] = message, reason: str = reason) -> None:
-                if store.update_message(tx, message["_id"], {
-                        "$set": {"state": "dead", "reason": reason, "dead_at": now,
-                                 "updated_at": now},
-                        "$unset": {"awaiting": ""}}, expect_state=PENDING):
-                    self._emit_failed(tx, message, None, reason)
-
-            store.atomically(work)
+        swept = 0
+        for record in store.awaiting_records():
+            if record.get("since") is not None and record["since"] >= cutoff:
+                continue  # nothing in it is old enough yet
+            swept += store.atomically(
+                lambda tx, key=record["_id"]: self._give_up(store, tx, key, cutoff, now))
             eventlet.sleep(0)
-        return len(orphans)
+        return swept
+
+    @staticmethod
+    def _give_up(store: NotificationsStore, tx: Tx, subject_key: str, cutoff: datetime,
+                 now: datetime) -> int:
+        record = store.awaiting_record(tx, subject_key)  # afresh, inside the transaction
+        if record is None:
+            return 0  # the subject became known meanwhile
+        reason = f"its recipient never became known (nothing arrived for {subject_key})"
+        given_up, younger, since = 0, [], None
+        for message_id in record.get("messages") or []:
+            message = store.message(message_id, tx)
+            if message is None or message["state"] not in PENDING or \
+                    not message.get("awaiting"):
+                continue
+            if message["created_at"] >= cutoff:
+                younger.append(message_id)
+                since = min(since or message["created_at"], message["created_at"])
+                continue
+            if store.update_message(tx, message_id, {
+                    "$set": {"state": "dead", "reason": reason, "dead_at": now,
+                             "updated_at": now},
+                    "$unset": {"awaiting": "", "due_at": ""}}, expect_state=PENDING):
+                given_up += 1
+        store.set_awaiting(tx, subject_key, younger, since)
+        return given_up
 
 
 def effective(store: NotificationsStore, recipient: dict[str, Any] | None) -> dict[str, Any]:
     """The preferences and addresses that apply: a contact known from events who is also a
-    managed recipient (same phone) is reached as the managed one chose."""
+    managed recipient (same phone: the contact names it in ``managed_by``) is reached as the
+    managed one chose."""
     if recipient is None:
         return {}
-    if not recipient.get("managed") and recipient.get("phone_key"):
-        managed = store.managed_by_phone(recipient["phone_key"])
+    if not recipient.get("managed") and recipient.get("managed_by"):
+        managed = store.recipient(recipient["managed_by"])
         if managed:
             return managed
     return recipient

@@ -9,14 +9,20 @@ re-emitted event) adds nothing.
 Contacts come with the events that introduce a person (a need's poster, a donor, a
 volunteer); coordinators and organisation contacts are recipients managed through the API.
 When a message's recipient is not known yet (``assignment_made`` overtook ``need_posted``),
-the message waits with ``awaiting`` set and is adopted when the contact arrives.
+the message waits with ``awaiting`` set (and an ``awaiting`` record for its subject) and is
+adopted when the contact arrives.
+
+Requests are the budget (DESIGN.md): a handler reads a document by ``_id`` at most once,
+writes a new message with one upsert that says whether it existed, and takes recipients and
+known subjects read in the last few seconds from the store's cache.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -26,11 +32,40 @@ from services.common.logs import mask_phone
 from services.common.store import Tx
 from services.notifications import policy, texts
 from services.notifications.settings import NotifySettings
-from services.notifications.store import PENDING, NotificationsStore
+from services.notifications.store import PENDING, NotificationsStore, contact_id
 
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-9
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What to tell: the event that caused it, the template and its parameters, the cause
+    (one message per cause and recipient) and what the message is about. ``urgency`` None
+    takes the subject's own."""
+
+    event: Any  # an Event, or the stored cause of a message retried (event_id and type)
+    template: str
+    cause: str
+    params: dict[str, Any]
+    urgency: str | None = None
+    need_id: str | None = None
+    topic: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """To whom one message goes: its audience (a recipient id, a subject waiting for its
+    contact, or a group with nobody in it) and, when known, the recipient."""
+
+    audience: str
+    recipient_id: str | None
+    recipient: dict[str, Any] | None = None
+    awaiting: str | None = None  # the subject whose contact has not arrived yet
+    dead_reason: str | None = None  # why it cannot be delivered (stored dead)
+    group: str | None = None  # the group it was meant for (retried to its members later)
 
 
 @dataclass
@@ -40,6 +75,8 @@ class Context:
     reference: Any
     now: datetime
     link_secret: str = ""  # the gateway checks accept/decline links with the same secret
+    # run once the transaction committed (what may then be cached); cleared on a retry
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
 
 # -- people introduced by events -----------------------------------------------------------
@@ -55,40 +92,72 @@ def remember_contact(ctx: Context, tx: Tx, contact: dict[str, Any] | None) -> st
     email = contact.get("email")  # not in the contract yet; used when it is
     if not key and not policy.email_key(email):
         return None
-    if key:
-        managed = ctx.store.managed_by_phone(key, tx)
-        if managed:
-            return managed["_id"]
-    recipient_id = f"contact:{key or policy.email_key(email)}"
+    recipient_id = contact_id(key or policy.email_key(email) or "")
+    # one read (none for a poster seen lately): the contact as stored, which names the
+    # managed recipient with this phone
+    current = ctx.store.recent_recipient(recipient_id, tx)
+    if current and current.get("managed_by"):
+        return current["managed_by"]
     fields: dict[str, Any] = {"kind": "contact", "updated_at": ctx.now}
     for name in ("name", "phone", "language", "email"):
         if contact.get(name):
             fields[name] = contact[name]
     if key:
         fields["phone_key"] = key
-    ctx.store.update_contact(tx, recipient_id, fields)
+    ctx.store.update_contact(tx, recipient_id, fields, current)
+    stored = {"managed": False, **(current or {}), **fields, "_id": recipient_id}
+    ctx.after_commit.append(lambda: ctx.store.recent_recipients.put(recipient_id, stored))
     log.info("contact %s known as %s", mask_phone(contact.get("phone")), recipient_id)
     return recipient_id
 
 
+def relink_phones(store: NotificationsStore, tx: Tx, recipient_id: str,
+                  before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+    """A managed recipient was saved (``after``) or deleted (``after`` None): the contact
+    with its phone points at it, and a phone it no longer has points at whichever other
+    managed recipient has that phone, if any."""
+    old_key = (before or {}).get("phone_key")
+    new_key = (after or {}).get("phone_key")
+    if new_key:
+        store.link_contact(tx, contact_id(new_key), recipient_id, new_key)
+    if old_key and old_key != new_key:
+        other = store.managed_by_phone(old_key, tx, other_than=recipient_id)
+        store.link_contact(tx, contact_id(old_key), other["_id"] if other else None, old_key)
+
+
 def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | None,
               **facts: Any) -> None:
-    """Record who to tell about a need, donation or volunteer; adopt waiting messages."""
+    """Record who to tell about a need, donation or volunteer; adopt waiting messages.
+
+    The subject is written in any case (``known`` is a real change): a transaction telling
+    the subject concurrently writes it too, so one of the two retries and sees the other.
+    A subject that did not exist has nothing waiting for it: no more is read."""
     recipient_id = remember_contact(ctx, tx, contact)
-    ctx.store.set_subject(tx, subject_key, {"recipient": recipient_id, "known": True,
-                                            **facts})
-    for message in ctx.store.awaiting(tx, subject_key):
-        if message["state"] not in PENDING:
+    known = {"recipient": recipient_id, "known": True, **facts}
+    created = ctx.store.set_subject(tx, subject_key, known)
+    ctx.after_commit.append(lambda: ctx.store.recent_subjects.put(
+        subject_key, {"_id": subject_key, **known}))
+    if created:
+        return
+    record = ctx.store.awaiting_record(tx, subject_key)
+    if record is None:
+        return
+    # the contact may have been written just now, in this transaction: not remembered
+    recipient = ctx.store.recent_recipient(recipient_id, tx, remember=False) \
+        if recipient_id else None
+    for message_id in record.get("messages") or []:
+        message = ctx.store.message(message_id, tx)
+        if message is None or message["state"] not in PENDING or not message.get("awaiting"):
             continue
         if recipient_id is None:
             ctx.store.update_message(tx, message["_id"], {
                 "$set": {"state": "skipped", "reason": "no contact was given",
                          "updated_at": ctx.now},
-                "$unset": {"awaiting": ""}})
+                "$unset": {"awaiting": ""}}, expect_state=PENDING)
             continue
-        recipient = ctx.store.recipient(recipient_id, tx)
         text = texts.render(message["template"], _language(ctx, recipient),
-                            message["params"], ctx.reference, _tz(ctx, recipient))
+                            texts.masked(message["params"]), ctx.reference,
+                            _tz(ctx, recipient))
         # the message was stored before the need's urgency was known
         priority = (policy.CRITICAL if policy.priority_of(facts.get("urgency")) ==
                     policy.CRITICAL else message["priority"])
@@ -96,7 +165,8 @@ def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | 
             "$set": {"recipient": recipient_id, "language": _language(ctx, recipient),
                      "subject": text.subject, "text": text.body, "priority": priority,
                      "due_at": due(ctx, recipient, priority), "updated_at": ctx.now},
-            "$unset": {"awaiting": ""}})
+            "$unset": {"awaiting": ""}}, expect_state=PENDING)
+    ctx.store.set_awaiting(tx, subject_key, [], None)
 
 
 def on_need_posted(ctx: Context, tx: Tx, event: Event) -> None:
@@ -122,32 +192,37 @@ def on_volunteer_registered(ctx: Context, tx: Tx, event: Event) -> None:
 def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
     subject_key = f"need:{d['need_id']}"
-    message_id = message_id_for(f"assignment_made/{d['assignment_id']}", subject_key)
-    if ctx.store.message(message_id, tx):
-        return  # the same assignment told again
-    need = ctx.store.set_subject(tx, subject_key, {}, inc={"assigned": d["quantity"]})
+    # The running total is written first: of two assignments of one need handled at once,
+    # the second conflicts at its first write and retries at the least cost.
+    ctx.store.set_subject(tx, subject_key, {}, inc={"assigned": d["quantity"]})
+    need = ctx.store.subject(tx, subject_key, remember=False) or {}  # with this one counted
+    if need.get("known") and need.get("recipient") is None:
+        return  # they left no contact: nobody to tell
     needed = need.get("quantity")
     assigned = need.get("assigned")
     params = {"need_id": d["need_id"], "quantity": d["quantity"], "unit": d["unit"],
               "category": d["category"], "location_id": d["location_id"],
               "assigned": assigned if needed is not None else None, "needed": needed,
               "partial": bool(needed is not None and assigned + EPSILON < needed)}
-    tell_subject(ctx, tx, event, "assignment_made", f"assignment_made/{d['assignment_id']}",
-                 subject_key, params, urgency=need.get("urgency"), need_id=d["need_id"])
+    notice = Notice(event, "assignment_made", f"assignment_made/{d['assignment_id']}", params,
+                    urgency=need.get("urgency"), need_id=d["need_id"])
+    if not tell_subject(ctx, tx, notice, subject_key, subject=need):
+        # the same assignment told again (under another event id): counted once
+        ctx.store.set_subject(tx, subject_key, {}, inc={"assigned": -d["quantity"]})
 
 
 def on_need_fulfilled(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
     params = {k: d[k] for k in ("need_id", "quantity", "unit", "category")}
-    tell_subject(ctx, tx, event, "need_fulfilled", f"need_fulfilled/{d['need_id']}",
-                 f"need:{d['need_id']}", params, need_id=d["need_id"])
+    tell_subject(ctx, tx, Notice(event, "need_fulfilled", f"need_fulfilled/{d['need_id']}",
+                                 params, need_id=d["need_id"]), f"need:{d['need_id']}")
 
 
 def on_need_expired(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
     params = {k: d[k] for k in ("need_id", "unfulfilled_quantity", "unit", "category")}
-    tell_subject(ctx, tx, event, "need_expired", f"need_expired/{d['need_id']}",
-                 f"need:{d['need_id']}", params, need_id=d["need_id"])
+    tell_subject(ctx, tx, Notice(event, "need_expired", f"need_expired/{d['need_id']}",
+                                 params, need_id=d["need_id"]), f"need:{d['need_id']}")
 
 
 def on_stock_changed(ctx: Context, tx: Tx, event: Event) -> None:
@@ -160,7 +235,8 @@ def on_stock_changed(ctx: Context, tx: Tx, event: Event) -> None:
     params = {"receipt": d["lot_id"], "quantity": abs(d["delta"]), "unit": d["unit"],
               "category": d["category"], "location_id": d["location_id"],
               "available": d["available"]}
-    tell_subject(ctx, tx, event, "goods_dispatched", cause, f"donation:{d['lot_id']}", params)
+    tell_subject(ctx, tx, Notice(event, "goods_dispatched", cause, params),
+                 f"donation:{d['lot_id']}")
 
 
 def on_offer_made(ctx: Context, tx: Tx, event: Event) -> None:
@@ -173,19 +249,26 @@ def on_offer_made(ctx: Context, tx: Tx, event: Event) -> None:
     params = {k: d[k] for k in ("offer_id", "need_id", "category", "quantity", "unit",
                                 "community_id")}
     params["expires_at"] = d["expires_at"].isoformat()
-    params["accept_url"] = offer_link(cfg.public_url, ctx.link_secret, d["offer_id"], "accept")
+    valid_until = d["expires_at"] + timedelta(seconds=cfg.link_grace_seconds)
+    params["accept_url"] = offer_link(cfg.public_url, ctx.link_secret, d["offer_id"], "accept",
+                                      valid_until)
     params["decline_url"] = offer_link(cfg.public_url, ctx.link_secret, d["offer_id"],
-                                       "decline")
-    tell_subject(ctx, tx, event, "offer_made", f"offer_made/{d['offer_id']}",
-                 f"volunteer:{d['volunteer_id']}", params, urgency=d.get("urgency"),
-                 topic=f"offer:{d['offer_id']}", expires_at=d["expires_at"])
+                                       "decline", valid_until)
+    notice = Notice(event, "offer_made", f"offer_made/{d['offer_id']}", params,
+                    urgency=d.get("urgency"), topic=f"offer:{d['offer_id']}",
+                    expires_at=d["expires_at"])
+    tell_subject(ctx, tx, notice, f"volunteer:{d['volunteer_id']}")
 
 
-def offer_link(base_url: str, secret: str, offer_id: str, answer: str) -> str:
+def offer_link(base_url: str, secret: str, offer_id: str, answer: str,
+               valid_until: datetime) -> str:
     """The gateway's ``/api/offers/<offer_id>/<answer>?sig=``: the signature lets the
-    volunteer answer without an account (``services.common.links``)."""
+    volunteer give this answer to this offer without an account, until ``valid_until``
+    (``services.common.links``)."""
     url = f"{base_url.rstrip('/')}/api/offers/{quote(offer_id, safe='')}/{answer}"
-    return f"{url}?sig={links.sign(offer_id, secret)}" if secret else url
+    if not secret:
+        return url
+    return f"{url}?sig={links.sign(offer_id, answer, valid_until, secret)}"
 
 
 def on_offer_answered(ctx: Context, tx: Tx, event: Event) -> None:
@@ -205,8 +288,8 @@ def on_offer_answered(ctx: Context, tx: Tx, event: Event) -> None:
     if unsent:
         return
     params = {"offer_id": d["offer_id"], "need_id": d["need_id"], "outcome": d["outcome"]}
-    tell_subject(ctx, tx, event, "offer_released", f"offer_released/{d['offer_id']}",
-                 f"volunteer:{d['volunteer_id']}", params)
+    tell_subject(ctx, tx, Notice(event, "offer_released", f"offer_released/{d['offer_id']}",
+                                 params), f"volunteer:{d['volunteer_id']}")
 
 
 def on_need_escalated(ctx: Context, tx: Tx, event: Event) -> None:
@@ -215,9 +298,10 @@ def on_need_escalated(ctx: Context, tx: Tx, event: Event) -> None:
                                 "to_tier", "area_id", "remaining", "unit")}
     cause = f"need_escalated/{d['need_id']}/{d['to_tier']}/{d['area_id']}"
     coordinators = ctx.store.coordinators(tx, d["area_id"])
-    tell_group(ctx, tx, event, "need_escalated", cause, coordinators,
-               f"area:{d['area_id']}", f"no coordinator is registered for {d['area_id']}",
-               params, urgency=d["urgency"], need_id=d["need_id"])
+    tell_group(ctx, tx, Notice(event, "need_escalated", cause, params, urgency=d["urgency"],
+                               need_id=d["need_id"]),
+               coordinators, f"area:{d['area_id']}",
+               f"no coordinator is registered for {d['area_id']}")
 
 
 def on_status_report_missing(ctx: Context, tx: Tx, event: Event) -> None:
@@ -225,9 +309,51 @@ def on_status_report_missing(ctx: Context, tx: Tx, event: Event) -> None:
     params = {"organisation_id": d["organisation_id"], "due_at": d["due_at"].isoformat()}
     cause = f"status_report_missing/{d['organisation_id']}/{d['due_at'].isoformat()}"
     contacts = ctx.store.organisation_contacts(tx, d["organisation_id"])
-    tell_group(ctx, tx, event, "status_report_missing", cause, contacts,
+    tell_group(ctx, tx, Notice(event, "status_report_missing", cause, params), contacts,
                f"organisation:{d['organisation_id']}",
-               f"no contact is registered for organisation {d['organisation_id']}", params)
+               f"no contact is registered for organisation {d['organisation_id']}")
+
+
+# -- invitations (asked by the gateway, not an event) --------------------------------------
+def invite(ctx: Context, tx: Tx, invitation_id: str, contact: dict[str, Any],
+           params: dict[str, Any]) -> str | None:
+    """A person invited to an account: one message to the e-mail or phone the admin gave,
+    in the language asked for, due at once. Its id is derived from the invitation's, so
+    asking twice sends once; the link (``invite_url``, a secret) is kept in the params
+    only, masked in the stored text. Returns the message id, or None when the contact
+    cannot be reached."""
+    recipient_id = remember_contact(ctx, tx, contact)
+    if recipient_id is None:
+        return None
+    cause = f"invitation/{invitation_id}"
+    # the language asked for, not a read of the contact this transaction may have written
+    recipient = {"_id": recipient_id, "language": contact.get("language")}
+    notice = Notice(_Cause(invitation_id, "invitation"), "invitation", cause, params)
+    enqueue(ctx, tx, notice, Addressee(recipient_id, recipient_id, recipient), policy.CRITICAL)
+    return message_id_for(cause, recipient_id)
+
+
+# -- events that can change nothing --------------------------------------------------------
+# what an event tells the person behind (the subject it is about)
+TOLD_ABOUT = {
+    "assignment_made": lambda d: f"need:{d['need_id']}",
+    "need_fulfilled": lambda d: f"need:{d['need_id']}",
+    "need_expired": lambda d: f"need:{d['need_id']}",
+    "stock_changed": lambda d: f"donation:{d['lot_id']}",
+}
+
+
+def changes_nothing(store: NotificationsStore, event: Event) -> bool:
+    """True when handling ``event`` could change nothing, so it needs no transaction (nor a
+    processed marker: handling it again changes nothing either). Stock that did not leave
+    for a need tells nobody; nor does news of a need or donation whose poster or donor left
+    no contact, as this process read lately (who is behind a subject does not change once
+    known). In doubt (nothing read lately) the event is handled."""
+    if event.type == "stock_changed" and event.data.get("reason") != "allocated":
+        return True
+    about = TOLD_ABOUT.get(event.type)
+    subject = store.recent_subjects.get(about(event.data)) if about else None
+    return bool(subject and subject.get("known") and subject.get("recipient") is None)
 
 
 # -- the mechanics -------------------------------------------------------------------------
@@ -236,80 +362,80 @@ def message_id_for(cause: str, audience: str) -> str:
     return contract.derived_id("notification", cause, audience)
 
 
-def tell_subject(ctx: Context, tx: Tx, event: Event, template: str, cause: str,
-                 subject_key: str, params: dict[str, Any], *, urgency: str | None = None,
-                 need_id: str | None = None, topic: str | None = None,
-                 expires_at: datetime | None = None) -> None:
-    """Tell whoever is behind a need, donation or volunteer (known now, or adopted later)."""
-    subject = ctx.store.subject(tx, subject_key) or {}
-    if subject.get("known") and subject.get("recipient") is None:
-        return  # they left no contact: nobody to tell
-    if not subject.get("known"):
-        # Written so that this transaction and the one introducing the subject conflict
-        # (one retries and sees the other); else each could miss the other's write.
-        ctx.store.set_subject(tx, subject_key, {"waiting": True})
-    if urgency is None:
-        urgency = subject.get("urgency")
-    enqueue(ctx, tx, event, template, cause, subject_key,
-            subject.get("recipient") if subject.get("known") else None, params,
-            priority=policy.priority_of(urgency), need_id=need_id, topic=topic,
-            expires_at=expires_at, awaiting=None if subject.get("known") else subject_key)
+def tell_subject(ctx: Context, tx: Tx, notice: Notice, subject_key: str, *,
+                 subject: dict[str, Any] | None = None) -> bool:
+    """Tell whoever is behind a need, donation or volunteer (known now, or adopted later).
+    ``subject`` is the subject as the caller read it in this transaction (else it is read,
+    or taken from what was read lately if it was known then). True when a message was
+    queued."""
+    if subject is None:
+        subject = ctx.store.known_subject(tx, subject_key) or {}
+    known = bool(subject.get("known"))
+    if known and subject.get("recipient") is None:
+        return False  # they left no contact: nobody to tell
+    urgency = notice.urgency if notice.urgency is not None else subject.get("urgency")
+    to = Addressee(subject_key, subject.get("recipient") if known else None,
+                   awaiting=None if known else subject_key)
+    if not enqueue(ctx, tx, notice, to, policy.priority_of(urgency)):
+        return False  # told before
+    if not known:
+        # A real change to the subject (never a no-op write, which conflicts with nothing):
+        # this transaction and the one introducing the subject conflict, one retries and
+        # sees the other's write; else each could miss the other and the message would
+        # wait for ever.
+        ctx.store.set_subject(tx, subject_key, {}, inc={"waiting": 1})
+        ctx.store.await_subject(tx, subject_key, message_id_for(notice.cause, subject_key),
+                                ctx.now)
+    return True
 
 
-def tell_group(ctx: Context, tx: Tx, event: Event, template: str, cause: str,
-               recipients: list[dict[str, Any]], group: str, nobody: str,
-               params: dict[str, Any], *, urgency: str | None = None,
-               need_id: str | None = None) -> None:
+def tell_group(ctx: Context, tx: Tx, notice: Notice, recipients: list[dict[str, Any]],
+               group: str, nobody: str) -> None:
     """Tell every recipient of a group (an area's coordinators, an organisation's contacts).
     A group with nobody in it is a message that cannot arrive: it is recorded dead, so that
-    on-call sees it."""
-    priority = policy.priority_of(urgency)
+    on-call sees it (an escalation to nobody is a problem in the status report until it is
+    retried: see :func:`unaddressed_escalations`)."""
+    priority = policy.priority_of(notice.urgency)
     if not recipients:
-        if enqueue(ctx, tx, event, template, cause, group, None, params, priority=priority,
-                   need_id=need_id, dead_reason=nobody, group=group):
-            log.warning("%s: %s", template, nobody, extra={"event_id": event.event_id,
-                                                           "need_id": need_id})
+        if enqueue(ctx, tx, notice, Addressee(group, None, dead_reason=nobody, group=group),
+                   priority):
+            log.warning("%s: %s", notice.template, nobody,
+                        extra={"event_id": notice.event.event_id, "need_id": notice.need_id})
         return
     for recipient in recipients:
-        enqueue(ctx, tx, event, template, cause, recipient["_id"], recipient["_id"], params,
-                priority=priority, need_id=need_id, recipient=recipient)
+        enqueue(ctx, tx, notice, Addressee(recipient["_id"], recipient["_id"], recipient),
+                priority)
 
 
-def enqueue(ctx: Context, tx: Tx, event: Event, template: str, cause: str, audience: str,
-            recipient_id: str | None, params: dict[str, Any], *, priority: str,
-            need_id: str | None = None, topic: str | None = None,
-            expires_at: datetime | None = None, awaiting: str | None = None,
-            dead_reason: str | None = None, group: str | None = None,
-            recipient: dict[str, Any] | None = None) -> bool:
+def enqueue(ctx: Context, tx: Tx, notice: Notice, to: Addressee, priority: str) -> bool:
     """Store one message: queued and due at the end of its recipient's window (or dead
     with a reason). Returns False when the message already existed."""
-    message_id = message_id_for(cause, audience)
-    if recipient is None and recipient_id is not None:
-        recipient = ctx.store.recipient(recipient_id, tx)
+    message_id = message_id_for(notice.cause, to.audience)
+    recipient = to.recipient
+    if recipient is None and to.recipient_id is not None:
+        recipient = ctx.store.recent_recipient(to.recipient_id, tx)
     language = _language(ctx, recipient)
-    # stored text carries no greeting name: what the API shows has no personal data
-    text = texts.render(template, language, params, ctx.reference, _tz(ctx, recipient))
+    # stored text carries no greeting name: what the API shows has no personal data (nor
+    # the recipient's secrets: the courier renders the text it delivers from the params)
+    text = texts.render(notice.template, language, texts.masked(notice.params), ctx.reference,
+                        _tz(ctx, recipient))
+    event = notice.event
     message: dict[str, Any] = {
-        "_id": message_id, "template": template, "recipient": recipient_id,
-        "priority": priority, "params": params, "language": language,
+        "_id": message_id, "template": notice.template, "recipient": to.recipient_id,
+        "priority": priority, "params": notice.params, "language": language,
         "subject": text.subject, "text": text.body,
-        "state": "dead" if dead_reason else "queued", "attempts": 0, "generation": 0,
-        "cause": cause, "cause_event_id": event.event_id, "cause_type": event.type,
+        "state": "dead" if to.dead_reason else "queued", "attempts": 0, "generation": 0,
+        "cause": notice.cause, "cause_event_id": event.event_id, "cause_type": event.type,
         "created_at": ctx.now, "updated_at": ctx.now,
     }
-    for name, value in (("need_id", need_id), ("topic", topic), ("expires_at", expires_at),
-                        ("awaiting", awaiting), ("reason", dead_reason), ("group", group)):
+    for name, value in (("need_id", notice.need_id), ("topic", notice.topic),
+                        ("expires_at", notice.expires_at), ("awaiting", to.awaiting),
+                        ("reason", to.dead_reason), ("group", to.group)):
         if value is not None:
             message[name] = value
-    if recipient_id is not None and not dead_reason:
+    if to.recipient_id is not None and not to.dead_reason:
         message["due_at"] = due(ctx, recipient, priority)
-    if not ctx.store.add_message(tx, message):
-        return False
-    if dead_reason:
-        tx.emit("notification_failed", {"notification_id": message_id, "channel": "none",
-                                        "template": template, "reason": dead_reason},
-                event_id=contract.derived_id("notification_failed", message_id, "0"))
-    return True
+    return ctx.store.add_message(tx, message)
 
 
 def due(ctx: Context, recipient: dict[str, Any] | None, priority: str) -> datetime:
@@ -365,9 +491,10 @@ def retry_dead(ctx: Context, tx: Tx, message_id: str) -> list[str]:
         cause = _Cause(message["cause_event_id"], message["cause_type"])
         queued = []
         for member in members:
-            if enqueue(ctx, tx, cause, message["template"], message["cause"], member["_id"],
-                       member["_id"], message["params"], priority=message["priority"],
-                       need_id=message.get("need_id"), recipient=member):
+            notice = Notice(cause, message["template"], message["cause"], message["params"],
+                            need_id=message.get("need_id"))
+            if enqueue(ctx, tx, notice, Addressee(member["_id"], member["_id"], member),
+                       message["priority"]):
                 queued.append(message_id_for(message["cause"], member["_id"]))
         ctx.store.update_message(tx, message_id, {"$set": {
             "state": "cancelled", "updated_at": ctx.now,
@@ -381,6 +508,33 @@ def retry_dead(ctx: Context, tx: Tx, message_id: str) -> list[str]:
         "$inc": {"generation": 1},
         "$unset": {"reason": "", "next_attempt_at": ""}}, expect_state="dead")
     return [message_id]
+
+
+def unaddressed_escalations(store: NotificationsStore) -> list[dict[str, Any]]:
+    """Escalations that reached nobody, per area: ``need_escalated`` messages recorded dead
+    because no coordinator was registered for the area they went to. Each stays a problem
+    for on-call until it is retried (register a coordinator, then ``retry_dead`` hands the
+    message to them); ``coordinators`` says how many the area has now."""
+    by_area: dict[str, dict[str, Any]] = {}
+    for message in store.undeliverable("need_escalated"):
+        params = message.get("params") or {}
+        area = params.get("area_id") or message["group"].partition(":")[2]
+        row = by_area.setdefault(area, {"area_id": area, "tier": params.get("to_tier"),
+                                        "count": 0, "need_ids": [], "notification_ids": [],
+                                        "since": message["created_at"]})
+        row["count"] += 1
+        row["since"] = min(row["since"], message["created_at"])
+        if message.get("need_id") and len(row["need_ids"]) < 10:
+            row["need_ids"].append(message["need_id"])
+        if len(row["notification_ids"]) < 10:
+            row["notification_ids"].append(message["_id"])
+    rows = []
+    for area in sorted(by_area):
+        row = by_area[area]
+        row["coordinators"] = len(store.coordinators(None, area))
+        row["since"] = row["since"].isoformat()
+        rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import (
-    RAISE,
     Schema,
     ValidationError,
     fields,
@@ -17,7 +16,8 @@ from marshmallow import (
     validates_schema,
 )
 
-from services.common.logs import mask_name, mask_phone
+from services.common.contract import Strict
+from services.common.logs import mask_email, mask_name, mask_phone
 from services.notifications import policy, texts
 
 RECIPIENT_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -26,19 +26,13 @@ STATES = ("queued", "failed", "sent", "dead", "skipped", "cancelled")
 _CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
-class QuietHours(Schema):
-    class Meta:
-        unknown = RAISE
-
+class QuietHours(Strict):
     start = fields.String(required=True, validate=validate.Regexp(_CLOCK))
     end = fields.String(required=True, validate=validate.Regexp(_CLOCK))
 
 
-class RecipientBody(Schema):
+class RecipientBody(Strict):
     """``PUT /api/recipients/<id>``: a coordinator or an organisation contact."""
-
-    class Meta:
-        unknown = RAISE
 
     name = fields.String(validate=validate.Length(min=1, max=100))
     email = fields.Email(validate=validate.Length(max=254))
@@ -78,22 +72,28 @@ class RecipientBody(Schema):
             raise ValidationError("give at least one of email, phone, wechat", "_schema")
 
 
-class MessageQuery(Schema):
-    class Meta:
-        unknown = RAISE
-
+class MessageQuery(Strict):
     state = fields.String(validate=validate.OneOf(STATES))
     recipient = fields.String(validate=validate.Length(min=1, max=128))
     need_id = fields.String(validate=validate.Length(min=1, max=128))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 
-def mask_email(email: str | None) -> str:
-    """``wang.fang@example.org`` -> ``w********@example.org``."""
-    if not email or "@" not in email:
-        return ""
-    local, domain = email.split("@", 1)
-    return f"{local[:1]}{'*' * max(len(local) - 1, 1)}@{domain}"
+class DeliveryGroup(Schema):
+    title = fields.String(allow_none=True)  # a need: "需求 N-1（防护口罩）：已全部满足"
+    lines = fields.List(fields.String(), required=True)
+
+
+class DeliveryView(Schema):
+    """The full list behind a digest's link (``GET /digest/<id>`` on the gateway): what went
+    out in one delivery, grouped by need, most urgent first. Texts without a greeting name;
+    no addresses."""
+
+    language = fields.String(required=True, validate=validate.OneOf(texts.LANGUAGES))
+    sent_at = fields.DateTime(allow_none=True)
+    count = fields.Integer(required=True)
+    counts = fields.String(required=True)  # "30 项需求已全部满足，另有 2 项部分满足"
+    groups = fields.List(fields.Nested(DeliveryGroup), required=True)
 
 
 def recipient_view(doc: dict[str, Any]) -> dict[str, Any]:

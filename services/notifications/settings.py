@@ -46,11 +46,23 @@ class NotifySettings:
     lease_seconds: float = 120.0  # a claimed mailbox is someone else's after this
     orphan_timeout_seconds: float = 3600.0  # a message whose recipient never became known
     concurrency: int = 8  # mailboxes delivered in parallel per tick
+    # recipients and known subjects read by event handlers are reused for this long (the
+    # courier always reads a recipient afresh before delivering); 0: read every time
+    cache_seconds: float = 10.0
     default_timezone: str = "Asia/Shanghai"
     default_language: str = "zh-CN"
     public_url: str = "http://127.0.0.1:8000"  # base of accept/decline links: the gateway
     # signs those links; empty: RELIEF.link_secret (or the admin token), as the gateway checks
     link_secret: str = ""
+    # what one delivery may carry, per channel: a digest is summarised to fit (counts by
+    # kind, the most urgent items by name, a signed link to the full list)
+    sms_max_segments: int = 3  # billed SMS segments (GSM-7 160/153, UCS-2 70/67)
+    email_max_chars: int = 20000
+    wechat_max_chars: int = 2000
+    digest_urgent_items: int = 3  # items named in an SMS digest, at most
+    # a link answers its one offer with its one answer until the offer lapses and this long
+    # after (a volunteer who opens it late is told the offer is gone, not that it is forged)
+    link_grace_seconds: float = 3600.0
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     sms: WebhookSettings = field(default_factory=WebhookSettings)
     wechat: WebhookSettings = field(default_factory=WebhookSettings)

@@ -3,26 +3,85 @@
 * ``recipients``: people we may tell something, with their contact (personal data lives here
   and nowhere else), language, time zone, channels, quiet hours, digest preference, and the
   areas they coordinate or organisations they speak for. ``managed`` ones are set through the
-  API; the others come from events (a need's poster, a donor, a volunteer).
+  API; the others come from events (a need's poster, a donor, a volunteer). A contact whose
+  phone is also a managed recipient's carries ``managed_by`` (that recipient's id): finding
+  who a phone number is takes one ``_id`` read, not a search.
 * ``subjects``: what we know of a need, donation or volunteer: who to tell about it
   (a recipient id, or none when no contact was given) and a few figures for the texts.
 * ``messages``: one per (cause, recipient), with its state: queued, failed (will retry), sent,
   dead (gave up, with the reason), skipped or cancelled (nothing to send).
-  A pending message carries ``due_at``; no other does, so the courier's scan stays small.
+  A pending message carries ``due_at``; the courier finds pending messages by their state
+  (an indexed equality), never by a range over every message ever stored.
+* ``awaiting``: one record per subject whose messages wait for it to become known (an
+  ``assignment_made`` that overtook its ``need_posted``), deleted when it does: the
+  periodic sweep for messages whose recipient never became known reads only these.
 * ``mailboxes``: one per recipient, written by the courier only: who holds it while
   delivering (a lease, so two instances never send the same thing) and when it last sent.
+* ``migrations``: which one-off rewrites of older documents were done.
+
+Request budget (see DESIGN.md, "Data stores"): lookups are by ``_id`` or an indexed equality,
+new documents are written with an upsert that says whether they existed (no find before
+insert), and recipients and known subjects read by event handlers are remembered for a few
+seconds (:class:`Recent`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from services.common.store import BaseStore, Tx
+from services.notifications.settings import notify_settings
+
+log = logging.getLogger(__name__)
 
 PENDING = ("queued", "failed")
+# indexes of older versions that nothing queries any more (each costs every write)
+UNUSED_INDEXES = {"messages": ("awaiting_1", "due_at_1")}
+MIGRATION = "awaiting-records-v1"
+
+
+class Recent:
+    """Documents read lately, kept for ``ttl`` seconds (a small, process-local cache).
+
+    Only what this process read from the database or committed itself goes in, so an entry
+    is never a write that was rolled back; an entry is at most ``ttl`` seconds behind what
+    another instance wrote."""
+
+    def __init__(self, ttl: float, size: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[0] < self.clock():
+            self._items.pop(key, None)
+            return None
+        return item[1]
+
+    def put(self, key: str, doc: dict[str, Any]) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._items) >= self.size:
+            now = self.clock()
+            self._items = {k: v for k, v in self._items.items() if v[0] >= now}
+            if len(self._items) >= self.size:
+                self._items.clear()
+        self._items[key] = (self.clock() + self.ttl, doc)
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
 
 
 class NotificationsStore(BaseStore):
@@ -32,29 +91,74 @@ class NotificationsStore(BaseStore):
         "subjects": [],
         "messages": [[("recipient", ASCENDING), ("state", ASCENDING)],
                      [("need_id", ASCENDING)], [("state", ASCENDING)],
-                     [("awaiting", ASCENDING)], [("topic", ASCENDING)],
-                     [("due_at", ASCENDING)]],
+                     [("topic", ASCENDING)], [("delivery_id", ASCENDING)]],
+        "awaiting": [],
         "mailboxes": [],
+        "migrations": [],
     }
 
-    # -- recipients ---------------------------------------------------------------------
-    def recipient(self, recipient_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
-        return self.db.recipients.find_one({"_id": recipient_id}, session=_s(tx))
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        ttl = notify_settings(self.config or {}).cache_seconds
+        self.recent_recipients = Recent(ttl)
+        self.recent_subjects = Recent(ttl)
 
-    def managed_by_phone(self, key: str, tx: Tx | None = None) -> dict[str, Any] | None:
+    def on_start(self) -> None:
+        self._migrate()
+
+    # -- recipients ---------------------------------------------------------------------
+    def recipient(self, recipient_id: str, tx: Tx | None = None,
+                  remember: bool = True) -> dict[str, Any] | None:
+        """A recipient as stored. ``remember=False`` when the transaction may have written
+        it already (what it sees is not committed yet)."""
+        doc = self.db.recipients.find_one({"_id": recipient_id}, session=_s(tx))
+        if doc is None:
+            self.recent_recipients.forget(recipient_id)
+        elif remember and self.batch is None:  # in a batch: may be uncommitted (see subject)
+            self.recent_recipients.put(recipient_id, doc)
+        return doc
+
+    def recent_recipient(self, recipient_id: str, tx: Tx | None = None,
+                         remember: bool = True) -> dict[str, Any] | None:
+        """A recipient as read in the last few seconds, else from the database: for the
+        language, time zone and window of a message being queued (the courier reads the
+        recipient afresh before it delivers)."""
+        return self.recent_recipients.get(recipient_id) or self.recipient(
+            recipient_id, tx, remember)
+
+    def managed_by_phone(self, key: str, tx: Tx | None = None,
+                         other_than: str | None = None) -> dict[str, Any] | None:
         for doc in self.db.recipients.find({"phone_key": key}, session=_s(tx)).limit(10):
-            if doc.get("managed"):
+            if doc.get("managed") and doc["_id"] != other_than:
                 return doc
         return None
 
     def save_recipient(self, recipient: dict[str, Any], tx: Tx | None = None) -> None:
         self.db.recipients.replace_one({"_id": recipient["_id"]}, recipient, upsert=True,
                                        session=_s(tx))
+        self.recent_recipients.forget(recipient["_id"])
 
-    def update_contact(self, tx: Tx, recipient_id: str, fields: dict[str, Any]) -> None:
+    def link_contact(self, tx: Tx, contact_id: str, managed_id: str | None,
+                     phone_key: str) -> None:
+        """Point the contact known by ``phone_key`` at the managed recipient with that phone
+        (``None``: at nobody any more). The contact record is created if no event brought
+        that person yet; it holds no address then, only the pointer."""
+        if managed_id is None:
+            self.db.recipients.update_one({"_id": contact_id}, {"$unset": {"managed_by": ""}},
+                                          session=tx.session)
+        else:
+            self.db.recipients.update_one(
+                {"_id": contact_id},
+                {"$set": {"managed_by": managed_id},
+                 "$setOnInsert": {"kind": "contact", "managed": False, "phone_key": phone_key}},
+                upsert=True, session=tx.session)
+        self.recent_recipients.forget(contact_id)
+
+    def update_contact(self, tx: Tx, recipient_id: str, fields: dict[str, Any],
+                       current: dict[str, Any] | None) -> None:
         """Create or refresh a recipient known from events (never a managed one's choices).
-        Unchanged contacts are not written: ten needs from one poster do not conflict."""
-        current = self.db.recipients.find_one({"_id": recipient_id}, session=tx.session)
+        ``current`` is the record as just read. Unchanged contacts are not written: ten
+        needs from one poster do not conflict."""
         if current and all(current.get(k) == v for k, v in fields.items()
                            if k != "updated_at"):
             return
@@ -62,51 +166,61 @@ class NotificationsStore(BaseStore):
             {"_id": recipient_id}, {"$set": fields,
                                     "$setOnInsert": {"managed": False}},
             upsert=True, session=tx.session)
+        self.recent_recipients.forget(recipient_id)
 
-    def delete_recipient(self, recipient_id: str) -> bool:
-        return self.db.recipients.delete_one({"_id": recipient_id}).deleted_count == 1
+    def delete_recipient(self, recipient_id: str, tx: Tx | None = None) -> bool:
+        self.recent_recipients.forget(recipient_id)
+        return self.db.recipients.delete_one({"_id": recipient_id},
+                                             session=_s(tx)).deleted_count == 1
 
-    def coordinators(self, tx: Tx, area_id: str) -> list[dict[str, Any]]:
-        return list(self.db.recipients.find({"areas": area_id}, session=tx.session))
+    def coordinators(self, tx: Tx | None, area_id: str) -> list[dict[str, Any]]:
+        return list(self.db.recipients.find({"areas": area_id}, session=_s(tx)))
 
     def organisation_contacts(self, tx: Tx, organisation_id: str) -> list[dict[str, Any]]:
         return list(self.db.recipients.find({"organisations": organisation_id},
                                             session=tx.session))
 
     # -- subjects -----------------------------------------------------------------------
-    def subject(self, tx: Tx, key: str) -> dict[str, Any] | None:
-        return self.db.subjects.find_one({"_id": key}, session=tx.session)
+    def subject(self, tx: Tx, key: str, remember: bool = True) -> dict[str, Any] | None:
+        """The subject as this transaction sees it. ``remember=False`` when the transaction
+        wrote it already (what it sees is not committed yet)."""
+        doc = self.db.subjects.find_one({"_id": key}, session=tx.session)
+        # a batch's reads may see an earlier event's writes, committed only with the batch
+        if remember and self.batch is None and doc is not None and doc.get("known"):
+            self.recent_subjects.put(key, doc)
+        return doc
+
+    def known_subject(self, tx: Tx, key: str) -> dict[str, Any] | None:
+        """The subject, from what was read lately when it was already known then: who is
+        behind a need or a donation does not change once known."""
+        return self.recent_subjects.get(key) or self.subject(tx, key)
 
     def set_subject(self, tx: Tx, key: str, fields: dict[str, Any],
-                    inc: dict[str, Any] | None = None) -> dict[str, Any]:
+                    inc: dict[str, Any] | None = None) -> bool:
+        """Upsert a subject's fields. True when the subject did not exist before."""
         update: dict[str, Any] = {"$set": fields} if fields else {}
         if inc:
             update["$inc"] = inc
-        self.db.subjects.update_one({"_id": key}, update, upsert=True, session=tx.session)
-        return self.db.subjects.find_one({"_id": key}, session=tx.session) or {}
+        result = self.db.subjects.update_one({"_id": key}, update, upsert=True,
+                                             session=tx.session)
+        return result.upserted_id is not None
 
     # -- messages -----------------------------------------------------------------------
     def message(self, message_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
         return self.db.messages.find_one({"_id": message_id}, session=_s(tx))
 
     def add_message(self, tx: Tx, message: dict[str, Any]) -> bool:
-        """At most one message per (cause, recipient): the id says which."""
-        if self.db.messages.find_one({"_id": message["_id"]}, {"_id": 1}, session=tx.session):
-            return False
-        self.db.messages.insert_one(message, session=tx.session)
-        return True
+        """At most one message per (cause, recipient): the id says which. One request: an
+        upsert that inserts only when the id is new (a duplicate key error would abort the
+        transaction). True when the message is new."""
+        body = {k: v for k, v in message.items() if k != "_id"}
+        result = self.db.messages.update_one({"_id": message["_id"]}, {"$setOnInsert": body},
+                                             upsert=True, session=tx.session)
+        return result.upserted_id is not None
 
     def pending_for(self, recipient_id: str, tx: Tx | None = None) -> list[dict[str, Any]]:
         return list(self.db.messages.find(
             {"recipient": recipient_id, "state": {"$in": list(PENDING)}}, session=_s(tx)))
-
-    def awaiting(self, tx: Tx, key: str) -> list[dict[str, Any]]:
-        return list(self.db.messages.find({"awaiting": key}, session=tx.session))
-
-    def orphans(self, older_than: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        # only messages whose recipient is not known yet carry ``awaiting``: a small set
-        return [m for m in self.db.messages.find({"awaiting": {"$exists": True}}).limit(limit)
-                if m["created_at"] < older_than]
 
     def by_topic(self, tx: Tx, topic: str) -> list[dict[str, Any]]:
         return list(self.db.messages.find({"topic": topic}, session=tx.session))
@@ -119,8 +233,24 @@ class NotificationsStore(BaseStore):
                 expect_state, tuple | list) else expect_state
         return self.db.messages.update_one(query, update, session=_s(tx)).modified_count == 1
 
+    def update_pending(self, tx: Tx | None, recipient_id: str, message_ids: list[str],
+                       update: dict[str, Any]) -> int:
+        """Apply ``update`` to those of ``message_ids`` (all ``recipient_id``'s) that are
+        still pending, in one request (the recipient and state index narrows it). Returns
+        how many changed."""
+        if len(message_ids) == 1:
+            query: dict[str, Any] = {"_id": message_ids[0], "state": {"$in": list(PENDING)}}
+            return self.db.messages.update_one(query, update, session=_s(tx)).modified_count
+        query = {"recipient": recipient_id, "state": {"$in": list(PENDING)},
+                 "_id": {"$in": list(message_ids)}}
+        return self.db.messages.update_many(query, update, session=_s(tx)).modified_count
+
     def messages_for_need(self, need_id: str) -> list[dict[str, Any]]:
         return list(self.db.messages.find({"need_id": need_id}).limit(1000))
+
+    def messages_of_delivery(self, delivery_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The messages that went out together in one delivery (an indexed equality)."""
+        return list(self.db.messages.find({"delivery_id": delivery_id}).limit(limit))
 
     def messages(self, *, state: str | None = None, recipient: str | None = None,
                  need_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -133,28 +263,65 @@ class NotificationsStore(BaseStore):
             query["need_id"] = need_id
         return list(self.db.messages.find(query).limit(limit))
 
+    def undeliverable(self, template: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Dead messages of ``template`` that had nobody to go to (a group with no members).
+        Dead messages are few: the state index keeps this small."""
+        found = self.db.messages.find({"state": "dead", "template": template},
+                                      {"group": 1, "recipient": 1, "params": 1, "need_id": 1,
+                                       "created_at": 1}).limit(limit)
+        return [m for m in found if m.get("recipient") is None and m.get("group")]
+
     def due_messages(self, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        """Pending messages due by ``now``. Only pending messages carry ``due_at``, so this
-        range stays small; ranked in memory (no sort on the server, see DESIGN.md)."""
-        due = list(self.db.messages.find({"due_at": {"$lte": now}},
-                                         {"recipient": 1, "due_at": 1}).limit(limit))
-        return sorted(due, key=lambda m: m["due_at"])
+        """Pending messages with a recipient, due by ``now``, earliest first. Found by their
+        state (an indexed equality: only what is still to be sent is read, however many
+        messages were sent before) and ranked in memory (no sort or range on the server,
+        see DESIGN.md)."""
+        pending = self.db.messages.find({"state": {"$in": list(PENDING)}},
+                                        {"recipient": 1, "due_at": 1})
+        due = [m for m in pending
+               if m.get("recipient") and m.get("due_at") is not None and m["due_at"] <= now]
+        return sorted(due, key=lambda m: m["due_at"])[:limit]
+
+    # -- messages waiting for their subject ---------------------------------------------
+    def await_subject(self, tx: Tx, subject_key: str, message_id: str,
+                      now: datetime) -> None:
+        self.db.awaiting.update_one({"_id": subject_key},
+                                    {"$addToSet": {"messages": message_id},
+                                     "$setOnInsert": {"since": now}},
+                                    upsert=True, session=tx.session)
+
+    def awaiting_record(self, tx: Tx, subject_key: str) -> dict[str, Any] | None:
+        return self.db.awaiting.find_one({"_id": subject_key}, session=tx.session)
+
+    def awaiting_records(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Every subject some messages wait for (a small collection: a record lives only
+        while its subject is unknown)."""
+        return list(self.db.awaiting.find({}).limit(limit))
+
+    def set_awaiting(self, tx: Tx, subject_key: str, message_ids: list[str],
+                     since: datetime | None) -> None:
+        """What still waits for ``subject_key`` (nothing: the record goes)."""
+        if not message_ids:
+            self.db.awaiting.delete_one({"_id": subject_key}, session=tx.session)
+        else:
+            self.db.awaiting.update_one({"_id": subject_key},
+                                        {"$set": {"messages": message_ids, "since": since}},
+                                        session=tx.session)
 
     # -- mailboxes (the courier's leases) -----------------------------------------------
     def claim_mailbox(self, recipient_id: str, now: datetime, lease_until: datetime,
                       owner: str) -> bool:
-        """Take a recipient for delivery: a conditional update, so only one instance wins."""
-        self.db.mailboxes.update_one({"_id": recipient_id},
-                                     {"$setOnInsert": {"lease_until": None}}, upsert=True)
-        result = self.db.mailboxes.update_one(
-            {"_id": recipient_id,
-             "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
-            {"$set": {"lease_until": lease_until, "lease_owner": owner}})
-        return result.modified_count == 1
-
-    def set_mailbox(self, tx: Tx | None, recipient_id: str, fields: dict[str, Any]) -> None:
-        self.db.mailboxes.update_one({"_id": recipient_id}, {"$set": fields}, upsert=True,
-                                     session=_s(tx))
+        """Take a recipient for delivery: one conditional update (created on first use), so
+        only one instance wins; a live lease makes the upsert collide with the existing
+        mailbox, which is a refusal."""
+        try:
+            result = self.db.mailboxes.update_one(
+                {"_id": recipient_id,
+                 "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+                {"$set": {"lease_until": lease_until, "lease_owner": owner}}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return result.modified_count == 1 or result.upserted_id is not None
 
     def release_mailbox(self, tx: Tx | None, recipient_id: str, owner: str,
                         fields: dict[str, Any] | None = None) -> None:
@@ -162,6 +329,54 @@ class NotificationsStore(BaseStore):
             {"_id": recipient_id, "lease_owner": owner},
             {"$set": {**(fields or {}), "lease_until": None, "lease_owner": None}},
             session=_s(tx))
+
+    # -- older documents ----------------------------------------------------------------
+    def _migrate(self) -> None:
+        """Once per database: messages that waited for their subject before ``awaiting``
+        records existed get one, contacts get their ``managed_by`` pointer, and indexes
+        nothing queries any more are dropped."""
+        if self.db.migrations.find_one({"_id": MIGRATION}):
+            return
+        waiting: dict[str, dict[str, Any]] = {}
+        for message in self.db.messages.find({"awaiting": {"$exists": True}},
+                                             {"awaiting": 1, "state": 1, "created_at": 1}):
+            if message.get("state") not in PENDING:
+                continue
+            record = waiting.setdefault(message["awaiting"], {"messages": [], "since": None})
+            record["messages"].append(message["_id"])
+            at = message.get("created_at")
+            if at is not None and (record["since"] is None or at < record["since"]):
+                record["since"] = at
+        for key, record in waiting.items():
+            self.db.awaiting.update_one({"_id": key},
+                                        {"$addToSet": {"messages": {"$each": record["messages"]}},
+                                         "$min": {"since": record["since"]}}, upsert=True)
+            self.db.subjects.update_one({"_id": key}, {"$inc": {"waiting": 1}}, upsert=True)
+        # contacts whose phone a managed recipient has point at it (see ``link_contact``)
+        for doc in self.db.recipients.find({"managed": True}, {"phone_key": 1}):
+            if doc.get("phone_key"):
+                self.db.recipients.update_one(
+                    {"_id": contact_id(doc["phone_key"])},
+                    {"$set": {"managed_by": doc["_id"]},
+                     "$setOnInsert": {"kind": "contact", "managed": False,
+                                      "phone_key": doc["phone_key"]}}, upsert=True)
+        for coll, names in UNUSED_INDEXES.items():
+            for name in names:
+                try:
+                    self.db[coll].drop_index(name)
+                except OperationFailure:
+                    pass  # never created, or dropped by another instance
+        try:
+            self.db.migrations.insert_one({"_id": MIGRATION, "awaiting": len(waiting)})
+        except DuplicateKeyError:
+            pass
+        if waiting:
+            log.info("%d subject(s) with waiting messages recorded in awaiting", len(waiting))
+
+
+def contact_id(key: str) -> str:
+    """The recipient id of a contact known from events, by its phone (or email) key."""
+    return f"contact:{key}"
 
 
 def _s(tx: Tx | None) -> Any:

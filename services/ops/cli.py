@@ -5,8 +5,23 @@ the databases.
                       [--max-dead-letters N] [--max-age 4h | --max-age community=2h,...]
     relief-ops dlq list [QUEUE] [--limit N] [--json]
     relief-ops dlq show QUEUE ID [--json]
-    relief-ops dlq replay QUEUE (--id ID ... | --all) [--json]
-    relief-ops dlq purge QUEUE --yes
+    relief-ops dlq replay QUEUE (--id ID ... | --all) [--json] [--unaudited]
+    relief-ops dlq purge QUEUE --yes [--unaudited]
+
+    relief-ops --version
+
+Output is in the language setting: ``--lang``, else ``RELIEF_LANG``, else ``NOTIFY_LANGUAGE``
+(the one notifications use), else zh-CN; ``--json`` is the same in every language.
+
+``dlq list``, ``show`` and ``purge`` also take ``relief.unroutable``, where the broker keeps
+events no queue was bound for (they have no queue to be replayed to).
+
+Replaying and purging change what the system does, so before either the gateway is asked to
+allow it for the credential given (``--token``: an account's session or an API key with the
+``replay`` / ``purge`` permission, or the operator token) and records it in its audit log
+(who, what, which queue and messages, when). A refusal stops the command. When the gateway
+cannot be reached (an outage is when on-call needs this most), ``--unaudited`` acts anyway
+and says that nothing recorded it.
 
 Exit status: 0 all checks passed (or the command did what was asked), 1 something is wrong
 (each problem is named), 2 usage error or nothing done.
@@ -20,32 +35,53 @@ import os
 import sys
 import time
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
 # importing the service classes (to know their queues) must not print eventlet's notice
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
+from services.common.management import Management  # noqa: E402
 from services.common.reference import TIER_ORDER  # noqa: E402
-from services.common.topology import Management  # noqa: E402
+from services.common.routing import UNROUTABLE_QUEUE  # noqa: E402
 from services.ops import deadletters  # noqa: E402
 from services.ops.report import (  # noqa: E402
     Thresholds,
     build_report,
     format_age,
     is_dead_letter_queue,
+    queue_rows,
     resolve_dlq,
 )
 
 OK, PROBLEMS, USAGE = 0, 1, 2
+LANGUAGES = ("zh-CN", "en")
 ROOT = Path(__file__).resolve().parents[2]
 URGENCIES = ("critical", "high", "normal", "low")
 
 
 # -- configuration ---------------------------------------------------------------------------
+def language(explicit: str | None = None) -> str:
+    """``--lang``, else ``RELIEF_LANG``, else ``NOTIFY_LANGUAGE`` (the language notifications
+    write in when a recipient chose none), else zh-CN."""
+    for value in (explicit, os.environ.get("RELIEF_LANG"), os.environ.get("NOTIFY_LANGUAGE")):
+        if value in LANGUAGES:
+            return value
+    return "zh-CN"
+
+
+def version_text(lang: str) -> str:
+    try:
+        number = metadata.version("relief-exchange")
+    except metadata.PackageNotFoundError:
+        number = "unknown"
+    return WORDS[lang]["version"].format(v=number)
+
+
 def default_token() -> str | None:
     token = os.environ.get("RELIEF_ADMIN_TOKEN", "").strip()
     if token:
@@ -76,13 +112,12 @@ def management(args: argparse.Namespace) -> Management:
 
 # -- reading -----------------------------------------------------------------------------------
 def read_queues(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from services.gateway.status import queue_rows
-
     return queue_rows(management(args).queues())
 
 
-def read_needs(args: argparse.Namespace) -> dict[str, Any]:
-    """Matching's needs overview, through the gateway (``GET /api/status``)."""
+def read_gateway(args: argparse.Namespace) -> dict[str, Any]:
+    """The gateway's ``GET /api/status``: matching's needs overview, notifications' on-call
+    summary, and what the gateway could not read (``errors``)."""
     if not args.token:
         raise RuntimeError("no operator token (--token, RELIEF_ADMIN_TOKEN or "
                            ".local/admin_token): open needs not checked")
@@ -100,12 +135,12 @@ def read_needs(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             detail = ""
         raise RuntimeError(f"answered {response.status_code} {detail}".strip())
-    return response.json()["needs"]
+    return response.json()
 
 
 def collect(args: argparse.Namespace, thresholds: Thresholds) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    queues = needs = None
+    queues = needs = notifications = None
     try:
         queues = read_queues(args)
     except requests.HTTPError as exc:
@@ -115,10 +150,13 @@ def collect(args: argparse.Namespace, thresholds: Thresholds) -> dict[str, Any]:
         errors["broker"] = (f"management API unreachable at {management(args).base} "
                             f"({type(exc).__name__})")
     try:
-        needs = read_needs(args)
+        status = read_gateway(args)
+        needs, notifications = status.get("needs"), status.get("notifications")
+        errors.update(status.get("errors") or {})
     except RuntimeError as exc:
         errors["gateway"] = str(exc)
-    return build_report(queues, needs, thresholds=thresholds, errors=errors)
+    return build_report(queues, needs, notifications=notifications, thresholds=thresholds,
+                        errors=errors)
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -126,14 +164,55 @@ def _rate(value: float) -> str:
     return f"{value:.1f}"
 
 
-def render_status(report: dict[str, Any]) -> str:
-    lines = [f"Relief Exchange status at {report['checked_at']}", ""]
+WORDS = {
+    "en": {"version": "relief-ops {v} (Relief Exchange on-call tool)",
+           "status_at": "Relief Exchange status at {at}", "queue": "QUEUE", "depth": "DEPTH",
+           "ready": "READY", "unacked": "UNACKED", "consumers": "CONSUMERS", "pub": "PUB/s",
+           "ack": "ACK/s", "dead": "DEAD", "dead_letters": "Dead letters: {n}",
+           "open_needs": "OPEN NEEDS", "oldest_open": "OLDEST OPEN",
+           "oldest": "{id}  {age}  {urgency} {category} at {community}",
+           "supply": "Supply available: ", "assignments": "Assignments in the last 24 h: {n}",
+           "nobody": "Escalations that reached nobody (no coordinator registered):",
+           "since": "since", "needs": "needs", "coordinators": "coordinators now",
+           "ok": "OK: every check passed", "problems": "PROBLEMS ({n}):",
+           "refreshing": "(refreshing every {s} s; Ctrl-C to stop)"},
+    "zh-CN": {"version": "relief-ops {v}（社区抗疫物资协调平台 值班工具）",
+              "status_at": "社区抗疫物资协调平台 状态（{at}）", "queue": "队列", "depth": "深度",
+              "ready": "待处理", "unacked": "处理中", "consumers": "消费者", "pub": "发布/秒",
+              "ack": "确认/秒", "dead": "死信", "dead_letters": "死信：{n}",
+              "open_needs": "未满足需求", "oldest_open": "最早未满足",
+              "oldest": "{id}  {age}  {urgency} {category}，{community}",
+              "supply": "可用物资：", "assignments": "近 24 小时匹配：{n}",
+              "nobody": "未能送达任何人的上报（该区域未登记协调员）：",
+              "since": "自", "needs": "需求", "coordinators": "现有协调员",
+              "ok": "正常：所有检查通过", "problems": "问题（{n}）：",
+              "refreshing": "（每 {s} 秒刷新；Ctrl-C 停止）"},
+}
+TIER_WORDS = {"zh-CN": {"community": "社区", "street": "街道", "district": "区"}}
+URGENCY_WORDS = {"zh-CN": {"critical": "紧急", "high": "高", "normal": "一般", "low": "低"}}
+
+
+def _cell(text: str, width: int, right: bool = True) -> str:
+    """``text`` padded to ``width`` terminal columns (a CJK character takes two)."""
+    columns = sum(2 if "\u2e80" <= c <= "\uffef" else 1 for c in text)
+    pad = " " * max(width - columns, 0)
+    return pad + text if right else text + pad
+
+
+def render_status(report: dict[str, Any], lang: str | None = None) -> str:
+    lang = language(lang)
+    w = WORDS[lang]
+    tier_name = TIER_WORDS.get(lang, {})
+    urgency_name = URGENCY_WORDS.get(lang, {})
+    lines = [w["status_at"].format(at=report["checked_at"]), ""]
     queues = report["queues"]
     if queues is not None:
-        width = max([len("QUEUE")] + [len(q["name"]) for q in queues
-                                      if not q["dead_letter_queue"]])
-        lines.append(f"{'QUEUE':<{width}}  {'DEPTH':>6} {'READY':>6} {'UNACKED':>7} "
-                     f"{'CONSUMERS':>9} {'PUB/s':>7} {'ACK/s':>7} {'DEAD':>6}")
+        width = max([len(w["queue"])] + [len(q["name"]) for q in queues
+                                          if not q["dead_letter_queue"]])
+        lines.append(f"{_cell(w['queue'], width, right=False)}  {_cell(w['depth'], 6)} "
+                     f"{_cell(w['ready'], 6)} {_cell(w['unacked'], 7)} "
+                     f"{_cell(w['consumers'], 9)} {_cell(w['pub'], 7)} {_cell(w['ack'], 7)} "
+                     f"{_cell(w['dead'], 6)}")
         for q in queues:
             if q["dead_letter_queue"]:
                 continue
@@ -143,39 +222,56 @@ def render_status(report: dict[str, Any]) -> str:
                 f"{q['dead_letters']:>6}")
         dlqs = [q for q in queues if q["dead_letter_queue"] and q["messages"]]
         lines.append("")
-        lines.append(f"Dead letters: {report['dead_letters']}" + (
+        lines.append(w["dead_letters"].format(n=report["dead_letters"]) + (
             "  (" + ", ".join(f"{q['name']}: {q['messages']}" for q in dlqs) + ")"
             if dlqs else ""))
     needs = report["needs"]
     if needs is not None:
         lines.append("")
-        header = " ".join(f"{u:>8}" for u in URGENCIES)
-        lines.append(f"{'OPEN NEEDS':<10} {header}   OLDEST OPEN")
+        header = " ".join(_cell(urgency_name.get(u, u), 8) for u in URGENCIES)
+        lines.append(f"{_cell(w['open_needs'], 10, right=False)} {header}   "
+                     f"{w['oldest_open']}")
         for tier in TIER_ORDER:
             counts = (needs.get("open_needs") or {}).get(tier) or {}
             oldest = (needs.get("oldest_open") or {}).get(tier)
             cells = " ".join(f"{counts.get(u, 0):>8}" for u in URGENCIES)
-            old = (f"{oldest['need_id']}  {format_age(oldest['age_seconds'])}  "
-                   f"{oldest['urgency']} {oldest['category']} at {oldest['community_id']}"
-                   if oldest else "-")
-            lines.append(f"{tier:<10} {cells}   {old}")
+            old = (w["oldest"].format(
+                id=oldest["need_id"], age=format_age(oldest["age_seconds"]),
+                urgency=urgency_name.get(oldest["urgency"], oldest["urgency"]),
+                category=oldest["category"], community=oldest["community_id"])
+                if oldest else "-")
+            lines.append(f"{_cell(tier_name.get(tier, tier), 10, right=False)} {cells}   {old}")
         supply = needs.get("supply") or []
         if supply:
             lines.append("")
-            lines.append("Supply available: " + ", ".join(
+            lines.append(w["supply"] + ", ".join(
                 f"{s['category']} {s['available']:g} {s['unit']}" for s in supply))
         hours = needs.get("assignments_per_hour") or []
-        lines.append(f"Assignments in the last 24 h: {sum(h['count'] for h in hours)}")
+        lines.append(w["assignments"].format(n=sum(h["count"] for h in hours)))
+    escalations = report.get("unaddressed_escalations")
+    if escalations:
+        lines.append("")
+        lines.append(w["nobody"])
+        for row in escalations:
+            tier = row.get("tier") or ""
+            lines.append(f"  {row['area_id']:<12} {_cell(tier_name.get(tier, tier), 9, False)} "
+                         f"{row['count']:>4}  {w['since']} {row.get('since') or '?'}  "
+                         f"{w['needs']} {', '.join(row.get('need_ids') or []) or '-'}  "
+                         f"{w['coordinators']} {row.get('coordinators', 0)}")
     lines.append("")
-    lines.extend(render_verdict(report))
+    lines.extend(render_verdict(report, lang))
     return "\n".join(lines)
 
 
-def render_verdict(report: dict[str, Any]) -> list[str]:
+def render_verdict(report: dict[str, Any], lang: str | None = None) -> list[str]:
+    lang = language(lang)
+    w = WORDS[lang]
     if report["ok"]:
-        return ["OK: every check passed"]
+        return [w["ok"]]
     problems = report["problems"]
-    return [f"PROBLEMS ({len(problems)}):"] + [f"  - {p['message']}" for p in problems]
+    key = "message_zh" if lang == "zh-CN" else "message"
+    return [w["problems"].format(n=len(problems))] + [
+        f"  - {p.get(key) or p['message']}" for p in problems]
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -196,13 +292,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                                  indent=None if args.watch else 2), flush=True)
             elif args.quiet:
                 if not report["ok"]:
-                    print("\n".join(render_verdict(report)), flush=True)
+                    print("\n".join(render_verdict(report, args.lang)), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")  # clear the screen between refreshes
-                print(render_status(report), flush=True)
+                print(render_status(report, args.lang), flush=True)
                 if args.watch:
-                    print(f"\n(refreshing every {args.watch:g} s; Ctrl-C to stop)", flush=True)
+                    print("\n" + WORDS[language(args.lang)]["refreshing"].format(
+                        s=f"{args.watch:g}"), flush=True)
             if not args.watch:
                 return code
             time.sleep(args.watch)
@@ -210,8 +307,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         return code
 
 
+def _held(name: str) -> bool:
+    """Queues whose messages on-call reads one by one: dead letters and the unroutable tap."""
+    return is_dead_letter_queue(name) or name == UNROUTABLE_QUEUE
+
+
+def _queue_arg(name: str) -> str:
+    return name if name == UNROUTABLE_QUEUE else resolve_dlq(name)
+
+
 def _dlq_rows(args: argparse.Namespace, only: str | None) -> list[dict[str, Any]]:
-    rows = [q for q in read_queues(args) if is_dead_letter_queue(q["name"])]
+    rows = [q for q in read_queues(args) if _held(q["name"])]
     if only:
         rows = [q for q in rows if q["name"] == only]
         if not rows:
@@ -220,7 +326,7 @@ def _dlq_rows(args: argparse.Namespace, only: str | None) -> list[dict[str, Any]
 
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
-    rows = _dlq_rows(args, resolve_dlq(args.queue) if args.queue else None)
+    rows = _dlq_rows(args, _queue_arg(args.queue) if args.queue else None)
     mgmt = management(args)
     listing = []
     for q in rows:
@@ -230,12 +336,14 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, ensure_ascii=False, indent=2))
         return OK
-    total = sum(q["messages"] for q in listing)
-    print(f"{total} dead letter(s) in {len(listing)} dead-letter queue(s)")
+    total = sum(q["messages"] for q in listing if q["queue"] != UNROUTABLE_QUEUE)
+    dlqs = sum(1 for q in listing if q["queue"] != UNROUTABLE_QUEUE)
+    print(f"{total} dead letter(s) in {dlqs} dead-letter queue(s)")
     for q in listing:
         if not q["messages"] and not args.queue:
             continue
-        print(f"\n{q['queue']}: {q['messages']}")
+        note = "  (events no queue was bound for)" if q["queue"] == UNROUTABLE_QUEUE else ""
+        print(f"\n{q['queue']}: {q['messages']}{note}")
         for d in q["dead_letters"]:
             attempts = f"attempts {d['attempts']}" if d["attempts"] is not None else ""
             print(f"  {d['id']}  {d['event_type'] or '?'}  {d['subject'] or ''}  "
@@ -248,7 +356,7 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_show(args: argparse.Namespace) -> int:
-    queue = resolve_dlq(args.queue)
+    queue = _queue_arg(args.queue)
     _dlq_rows(args, queue)
     peeked, _ = deadletters.peek(management(args), queue, args.limit)
     letters = [d for d in peeked if d.ref == args.id]
@@ -275,13 +383,56 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     return OK
 
 
+def allowed_by_gateway(args: argparse.Namespace, action: str, queue: str,
+                       messages: list[str] | None) -> str | None:
+    """Ask the gateway to allow and record an on-call action on a dead-letter queue
+    (``POST /api/on-call/dead-letters/<queue>/replay`` or ``.../purge``).
+    None when it is recorded (or, with ``--unaudited``, when the gateway cannot be reached);
+    else why not, for on-call to read."""
+    body = {"messages": messages} if messages is not None else {}
+    if not args.token:
+        return ("no credential (--token, RELIEF_ADMIN_TOKEN or .local/admin_token): the "
+                "gateway must allow and record this action")
+    url = (f"{args.gateway.rstrip('/')}/api/on-call/dead-letters/{quote(queue, safe='')}/"
+           f"{action}")
+    try:
+        response = requests.post(url, json=body, timeout=args.timeout,
+                                 headers={"Authorization": f"Bearer {args.token}"})
+    except requests.RequestException as exc:
+        if getattr(args, "unaudited", False):
+            print(f"relief-ops: the gateway is unreachable at {args.gateway} "
+                  f"({type(exc).__name__}): acting with --unaudited, recorded nowhere",
+                  file=sys.stderr)
+            return None
+        return (f"the gateway is unreachable at {args.gateway} ({type(exc).__name__}), so "
+                "nothing can record this action; try again, or add --unaudited to act "
+                "without a record")
+    if response.status_code == 201:
+        return None
+    try:
+        said = response.json().get("error") or response.text
+    except ValueError:
+        said = response.text
+    return f"the gateway refused ({response.status_code}): {said}"
+
+
 def cmd_dlq_replay(args: argparse.Namespace) -> int:
     if not args.all and not args.id:
         print("relief-ops: say which messages: --id ID (repeatable) or --all", file=sys.stderr)
         return USAGE
+    if args.queue == UNROUTABLE_QUEUE:
+        print(f"relief-ops: {UNROUTABLE_QUEUE} holds events no queue was bound for: there is "
+              "no queue to replay them to. Fix the binding or the publisher, publish them "
+              f"again, then purge {UNROUTABLE_QUEUE}.", file=sys.stderr)
+        return USAGE
     queue = resolve_dlq(args.queue)
     _dlq_rows(args, queue)
     wanted = set(args.id or [])
+    refusal = allowed_by_gateway(args, "replay", queue,
+                                 None if args.all else sorted(wanted))
+    if refusal:
+        print(f"relief-ops: not replayed: {refusal}", file=sys.stderr)
+        return USAGE
     try:
         result = deadletters.replay(args.amqp_uri, queue,
                                     lambda d: args.all or d.ref in wanted)
@@ -313,14 +464,23 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq_purge(args: argparse.Namespace) -> int:
-    queue = resolve_dlq(args.queue)
+    queue = _queue_arg(args.queue)
     _dlq_rows(args, queue)
     if not args.yes:
         _, depth = deadletters.peek(management(args), queue, 1)
         print(f"relief-ops: {queue} holds {depth} dead letter(s); purging deletes them for "
               f"good. Add --yes to do it.", file=sys.stderr)
         return USAGE
-    purged = deadletters.purge(management(args), queue)
+    refusal = allowed_by_gateway(args, "purge", queue, None)
+    if refusal:
+        print(f"relief-ops: not purged: {refusal}", file=sys.stderr)
+        return USAGE
+    if queue == UNROUTABLE_QUEUE:
+        mgmt = management(args)
+        _, purged = deadletters.peek(mgmt, queue, 1)
+        mgmt.request("DELETE", f"queues/{mgmt.vhost}/{quote(queue, safe='')}/contents")
+    else:
+        purged = deadletters.purge(management(args), queue)
     print(f"purged {queue} ({purged} dead letter(s))")
     return OK
 
@@ -348,6 +508,9 @@ def add_connection_options(p: argparse.ArgumentParser, defaults: bool) -> None:
                         ".local/admin_token)")
     p.add_argument("--timeout", type=float, default=default(15.0),
                    help="seconds to wait for the gateway")
+    p.add_argument("--lang", choices=LANGUAGES, default=default(None),
+                   help="language of the output (default: env RELIEF_LANG, else "
+                        "NOTIFY_LANGUAGE, else zh-CN)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -356,6 +519,8 @@ def parser() -> argparse.ArgumentParser:
         description="On-call tool for Relief Exchange: queue status, dead letters.",
         epilog="Exit status: 0 ok, 1 something is wrong (named), 2 usage error or nothing "
                "done.")
+    p.add_argument("--version", action="store_true",
+                   help="print the version (in the language setting) and exit")
     add_connection_options(p, defaults=True)
     # the same options after the subcommand too (relief-ops status --token ...)
     common = argparse.ArgumentParser(add_help=False)
@@ -403,16 +568,25 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--id", action="append", help="the id shown by list (repeatable)")
     rp.add_argument("--all", action="store_true", help="every message in the queue")
     rp.add_argument("--json", action="store_true")
+    rp.add_argument("--unaudited", action="store_true",
+                    help="act even when the gateway (its audit log) cannot be reached")
     rp.set_defaults(func=cmd_dlq_replay)
     pg = dsub.add_parser("purge", parents=[common],
                          help="delete every message of a dead-letter queue")
     pg.add_argument("queue")
     pg.add_argument("--yes", action="store_true", help="really delete them")
+    pg.add_argument("--unaudited", action="store_true",
+                    help="act even when the gateway (its audit log) cannot be reached")
     pg.set_defaults(func=cmd_dlq_purge)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--version" in argv:  # before the subcommand is required
+        lang = argv[argv.index("--lang") + 1] if "--lang" in argv[:-1] else None
+        print(version_text(language(lang)))
+        return OK
     args = parser().parse_args(argv)
     if args.token is None:
         args.token = default_token()

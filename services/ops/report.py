@@ -1,8 +1,13 @@
 """The on-call status report: queues and open needs, checked against thresholds.
 
 Pure (no I/O): ``relief-ops status`` and the gateway's dashboard both build their report
-here from the same inputs (the broker's queue rows and matching's needs overview), so the
-command line, ``--json`` and the dashboard always agree on figures and on what is wrong.
+here from the same inputs (the broker's queue rows, matching's needs overview and
+notifications' on-call summary), so the command line, ``--json`` and the dashboard always
+agree on figures and on what is wrong.
+
+Besides thresholds, two things are always a problem: a message in ``relief.unroutable``
+(an event no queue was bound for: a misroute, or a type nobody consumes) and an escalation
+that reached nobody (no coordinator registered for the area it went to).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from functools import lru_cache
 from typing import Any
 
 from services.common.reference import TIER_ORDER
-from services.common.topology import INTAKE_DLQ, INTAKE_QUEUE, SERVICES, UNROUTABLE_QUEUE
+from services.common.routing import INTAKE_DLQ, INTAKE_QUEUE, SERVICES, UNROUTABLE_QUEUE
 
 DEFAULT_MAX_DEPTH = 1000
 DEFAULT_MAX_DEAD_LETTERS = 0
@@ -100,6 +105,26 @@ def is_dead_letter_queue(name: str) -> bool:
     return name.startswith("dlq.") or name == INTAKE_DLQ
 
 
+def queue_rows(queues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The management API's queue objects, reduced to what on-call staff look at."""
+    rows = []
+    for q in queues:
+        if q["name"].startswith(("rpc.reply", "amq.")):
+            continue
+        stats = q.get("message_stats") or {}
+        rows.append({
+            "name": q["name"],
+            "dead_letter_queue": is_dead_letter_queue(q["name"]),
+            "messages": q.get("messages", 0),
+            "ready": q.get("messages_ready", 0),
+            "unacked": q.get("messages_unacknowledged", 0),
+            "consumers": q.get("consumers", 0),
+            "publish_rate": (stats.get("publish_details") or {}).get("rate", 0.0),
+            "ack_rate": (stats.get("ack_details") or {}).get("rate", 0.0),
+        })
+    return sorted(rows, key=lambda r: r["name"])
+
+
 def origin_of(dlq: str) -> str | None:
     """The queue whose dead letters ``dlq`` holds, from the naming rule."""
     if dlq == INTAKE_DLQ:
@@ -155,19 +180,27 @@ def format_age(seconds: float | None) -> str:
     return f"{secs}s"
 
 
-def _problem(check: str, subject: str, message: str) -> dict[str, str]:
-    return {"check": check, "subject": subject, "message": message}
+TIER_ZH = {"community": "社区", "street": "街道", "district": "区"}
 
 
-def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | None, *,
-                 thresholds: Thresholds | None = None,
-                 required: Iterable[str] | None = None,
-                 errors: Mapping[str, str] | None = None,
-                 now: datetime | None = None) -> dict[str, Any]:
+def _problem(check: str, subject: str, message: str, message_zh: str) -> dict[str, str]:
+    """A named problem, said in English (``message``) and in Chinese (``message_zh``: the
+    dashboard and ``relief-ops`` show it in zh-CN)."""
+    return {"check": check, "subject": subject, "message": message, "message_zh": message_zh}
+
+
+def build_report(  # noqa: PLR0913 - independent inputs, keyword-only but the two sources
+        queues: list[dict[str, Any]] | None, needs: dict[str, Any] | None, *,
+        notifications: Mapping[str, Any] | None = None,
+        thresholds: Thresholds | None = None,
+        required: Iterable[str] | None = None,
+        errors: Mapping[str, str] | None = None,
+        now: datetime | None = None) -> dict[str, Any]:
     """The report both the command line and the dashboard show.
 
-    ``queues``: rows as ``services.gateway.status.queue_rows`` makes them (None when the
+    ``queues``: rows as ``queue_rows`` makes them (None when the
     broker could not be read); ``needs``: matching's ``needs_overview`` (None when it could
+    not be read); ``notifications``: notifications' ``on_call_summary`` (None when it could
     not be read); ``required``: queues that must have consumers (default: from the code);
     ``errors``: source -> why it could not be read."""
     thresholds = thresholds or Thresholds()
@@ -175,7 +208,8 @@ def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | No
     required_set = set(known) if known is not None else None
     problems: list[dict[str, str]] = []
     for source, reason in (errors or {}).items():
-        problems.append(_problem("source", source, f"{source}: {reason}"))
+        problems.append(_problem("source", source, f"{source}: {reason}",
+                                 f"无法读取 {source}：{reason}"))
 
     rows: list[dict[str, Any]] | None = None
     if queues is not None:
@@ -206,7 +240,19 @@ def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | No
                 problems.append(_problem(
                     "age", tier,
                     f"oldest open {tier} need {need.get('need_id')} is "
-                    f"{format_age(need.get('age_seconds'))} old (limit {format_age(limit)})"))
+                    f"{format_age(need.get('age_seconds'))} old (limit {format_age(limit)})",
+                    f"{TIER_ZH.get(tier, tier)}层级最早的未满足需求 {need.get('need_id')} 已等待 "
+                    f"{format_age(need.get('age_seconds'))}（上限 {format_age(limit)}）"))
+
+    escalations = None
+    if notifications is not None:
+        escalations = list(notifications.get("unaddressed_escalations") or [])
+        problems.extend(_escalation_problem(row) for row in escalations)
+
+    unroutable = None
+    if rows is not None:
+        tap = next((r for r in rows if r["name"] == UNROUTABLE_QUEUE), None)
+        unroutable = tap["messages"] if tap else 0
 
     return {
         "checked_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
@@ -216,8 +262,31 @@ def build_report(queues: list[dict[str, Any]] | None, needs: dict[str, Any] | No
         "queues": rows,
         "dead_letters": (sum(r["messages"] for r in rows if r["dead_letter_queue"])
                          if rows is not None else None),
+        "unroutable": unroutable,
         "needs": needs,
+        "unaddressed_escalations": escalations,
     }
+
+
+def _escalation_problem(row: Mapping[str, Any]) -> dict[str, str]:
+    area, count = row.get("area_id", "?"), row.get("count", 0)
+    needs = ", ".join(row.get("need_ids") or [])
+    ids = row.get("notification_ids") or []
+    what = (f"{count} escalation(s) to {row.get('tier') or 'area'} {area}"
+            + (f" ({needs})" if needs else "") + " reached nobody")
+    retry = f"/api/notifications/{ids[0] if ids else '<id>'}/retry"
+    tier = row.get("tier")
+    what_zh = (f"{count} 条上报至{TIER_ZH.get(tier, tier) if tier else '区域'} {area}"
+               + (f"（{needs}）" if needs else "") + "未送达任何人")
+    if row.get("coordinators"):
+        fix = f"a coordinator is registered now: send again with POST {retry}"
+        fix_zh = f"现已有协调员登记：请用 POST {retry} 重新发送"
+    else:
+        fix = (f"no coordinator is registered for {area}: PUT /api/recipients/<id> with "
+               f"areas [{area}], then POST {retry}")
+        fix_zh = (f"{area} 未登记协调员：请 PUT /api/recipients/<id>（areas [{area}]），"
+                  f"再 POST {retry}")
+    return _problem("escalation", area, f"{what}; {fix}", f"{what_zh}；{fix_zh}")
 
 
 def _queue_problems(rows: list[dict[str, Any]], required: set[str] | None,
@@ -226,7 +295,8 @@ def _queue_problems(rows: list[dict[str, Any]], required: set[str] | None,
     present = {r["name"] for r in rows}
     for name in sorted((required or set()) - present):
         problems.append(_problem("missing", name,
-                                 f"{name}: queue does not exist (run relief-deploy)"))
+                                 f"{name}: queue does not exist (run relief-deploy)",
+                                 f"{name}：队列不存在（请运行 relief-deploy）"))
     for row in rows:
         name = row["name"]
         if row["dead_letter_queue"]:
@@ -234,12 +304,26 @@ def _queue_problems(rows: list[dict[str, Any]], required: set[str] | None,
                 problems.append(_problem(
                     "dead_letters", name,
                     f"{name}: {row['messages']} dead letter(s) from {row['origin']} "
-                    f"(relief-ops dlq list {name})"))
+                    f"(relief-ops dlq list {name})",
+                    f"{name}：来自 {row['origin']} 的 {row['messages']} 条死信"
+                    f"（relief-ops dlq list {name}）"))
             continue
         if row.get("consumers_required") and row["consumers"] == 0:
-            problems.append(_problem("consumers", name, f"{name}: no consumers"))
-        # the unroutable tap is diagnostic and capped by policy; its depth is not a backlog
-        if name != UNROUTABLE_QUEUE and row["messages"] > thresholds.max_depth:
+            problems.append(_problem("consumers", name, f"{name}: no consumers",
+                                     f"{name}：没有消费者"))
+        if name == UNROUTABLE_QUEUE:
+            # nothing normal lands here: any message is an event no queue was bound for
+            if row["messages"]:
+                problems.append(_problem(
+                    "unroutable", name,
+                    f"{name}: {row['messages']} message(s) no queue was bound for (a wrong "
+                    f"routing key or exchange, or an event type nobody consumes; "
+                    f"relief-ops dlq list {name})",
+                    f"{name}：{row['messages']} 条消息没有可投递的队列（路由键或交换机有误，"
+                    f"或无人消费该类事件；relief-ops dlq list {name}）"))
+            continue
+        if row["messages"] > thresholds.max_depth:
             problems.append(_problem(
-                "depth", name, f"{name}: depth {row['messages']} over {thresholds.max_depth}"))
+                "depth", name, f"{name}: depth {row['messages']} over {thresholds.max_depth}",
+                f"{name}：深度 {row['messages']}，超过 {thresholds.max_depth}"))
     return problems

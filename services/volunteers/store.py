@@ -20,6 +20,8 @@ class VolunteersStore(BaseStore):
         "organisations": [],
         "training": [],
         "status_reports": [[("organisation_id", ASCENDING)]],
+        "deliveries": [],
+        "programmes": [],
     }
 
     def upsert_volunteer(self, tx: Tx, volunteer: dict[str, Any]) -> bool:
@@ -33,6 +35,10 @@ class VolunteersStore(BaseStore):
             return False
         self.db[collection].insert_one(doc, session=tx.session)
         return True
+
+    def put(self, tx: Tx, collection: str, doc: dict[str, Any]) -> None:
+        self.db[collection].replace_one({"_id": doc["_id"]}, doc, upsert=True,
+                                        session=tx.session)
 
     def get(self, tx: Tx, collection: str, doc_id: str) -> dict[str, Any] | None:
         return self.db[collection].find_one({"_id": doc_id}, session=tx.session)
@@ -58,6 +64,25 @@ class VolunteersStore(BaseStore):
         if volunteer_id:
             query["volunteer_id"] = volunteer_id
         return list(self.db.hours.find(query))
+
+    def volunteer_candidates(self, community_id: str | None) -> list[dict[str, Any]]:
+        """Volunteers a list may show: by the home-community index for one community."""
+        query = {"home_community_id": community_id} if community_id else {}
+        return list(self.db.volunteers.find(query))
+
+    def volunteer_scopes(self, volunteer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self.db.volunteers.find({"_id": {"$in": volunteer_ids}},
+                                       {"home_community_id": 1, "organisation_id": 1})
+        return {r["_id"]: {"home_community_id": r.get("home_community_id"),
+                           "organisation_id": r.get("organisation_id")} for r in rows}
+
+    def hours_volunteers(self, hours_ids: list[str]) -> dict[str, str]:
+        """Whose hours each is (hours id -> volunteer id), for those that exist."""
+        rows = self.db.hours.find({"_id": {"$in": hours_ids}}, {"volunteer_id": 1})
+        return {r["_id"]: r["volunteer_id"] for r in rows}
+
+    def hours_entry(self, hours_id: str) -> dict[str, Any] | None:
+        return self.db.hours.find_one({"_id": hours_id})
 
     def all(self, collection: str) -> list[dict[str, Any]]:
         return list(self.db[collection].find({}))

@@ -1,6 +1,19 @@
+import uuid
+
 import pytest
 
+from deploy.local import free_port
+from deploy.mail_sink import MailSink
 from tests.support import System
+
+
+@pytest.fixture(scope="module")
+def sink(infra):
+    """A mail sink (SMTP and the webhook receiver) for a module's system to send to."""
+    base = infra.base / "mail" / uuid.uuid4().hex[:6]
+    s = MailSink(base / "box", port=free_port(), http_port=free_port()).start()
+    yield s
+    s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,10 @@ def test_sigkill_during_a_backlog_loses_and_duplicates_nothing(system):
             "kind": "goods", "category": "masks", "quantity": 10, "unit": "piece",
             "urgency": "normal"})
     queue = "evt-intake-need_posted--matching.on_need_posted"
-    eventually(lambda: space.queue_depth(queue) == NEEDS, what="needs queued for matching")
+    lots_queue = "evt-donations-donation_received--matching.on_donation_received"
+    # the lots reach matching through donations: both backlogs are in place before it starts
+    eventually(lambda: space.queue_depth(queue) == NEEDS
+               and space.queue_depth(lots_queue) == LOTS, what="needs and lots queued for matching")
 
     matching = space.db("matching")
     system.services.start("matching")
@@ -48,7 +51,9 @@ def test_sigkill_during_a_backlog_loses_and_duplicates_nothing(system):
     system.services.start("matching")
     system.wait_consumers(["matching"])
     eventually(lambda: matching.needs.estimated_document_count() == NEEDS
-               and space.queue_depth(queue) == 0, timeout=150, what="every need matched")
+               and matching.supply.estimated_document_count() == LOTS
+               and space.queue_depth(queue) == 0 and space.queue_depth(lots_queue) == 0,
+               timeout=150, what="every need and lot handled")
 
     needs = list(matching.needs.find({}))
     lots = {lot["_id"]: lot for lot in matching.supply.find({})}

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import System, eventually
+from tests.support import System, envelope, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -35,6 +35,12 @@ CHARTS = {  # chart -> the colours its bars are drawn in (legends are far smalle
 }
 ACCOUNTING_IN = "evt-donations-donation_received--accounting.on_donation_received"
 ACCOUNTING_OUT = "evt-matching-assignment_made--accounting.on_assignment_made"
+ACCOUNTING_STOCK = "evt-donations-stock_changed--accounting.on_stock_changed"
+ACCOUNTING_FULFILLED = "evt-matching-need_fulfilled--accounting.on_need_fulfilled"
+# the gateway samples its figures every 5 s here (a minute in production): the history has
+# samples by the time a test looks
+SYSTEM_ENV = {"RELIEF_HISTORY_SAMPLE": "5"}
+SCREENSHOTS = ROOT / ".local" / "screenshots"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -263,9 +269,11 @@ def seed(system: System) -> dict[str, str]:
     eventually(settled, what="needs matched")
     eventually(lambda: space.queue_depth("relief.intake.dlq") == 1, what="the dead letter")
 
-    def figures_in() -> bool:  # the broker's statistics have caught up
+    def figures_in() -> bool:  # every event has arrived and the broker's statistics caught up
         rows = {q["name"]: q for q in ops_json(system)["queues"] or []}
         return (rows[ACCOUNTING_IN]["messages"] == 2 and rows[ACCOUNTING_OUT]["messages"] == 2
+                and rows[ACCOUNTING_STOCK]["messages"] == 2  # one per assignment, sent after it
+                and rows[ACCOUNTING_FULFILLED]["messages"] == 2  # one per need met
                 and rows["relief.intake.dlq"]["messages"] == 1
                 and all(q["unacked"] == 0 for q in rows.values()))
 
@@ -296,6 +304,9 @@ def dom_figures(browser: Browser) -> dict[str, Any]:
         hourBars: bars('#chart-assignments'), queueBars: bars('#chart-queues'),
         problems: [...document.querySelectorAll('#problems li')]
           .map(li => [li.dataset.check, li.dataset.subject]),
+        banner: document.getElementById('banner').hidden ? [] :
+          [...document.querySelectorAll('#banner li')]
+            .map(li => [li.dataset.check, li.dataset.subject, li.textContent]),
         state: document.body.dataset.state, renders: +document.body.dataset.renders,
         href: location.href, html: document.documentElement.outerHTML};
     })()""")
@@ -340,7 +351,11 @@ def test_the_dashboard_draws_the_same_figures_as_relief_ops(system):
     for report in (before, after):
         for q in report["queues"]:
             shown = page["queues"][q["name"]]
-            for field in ("messages", "ready", "unacked", "consumers"):
+            # an RPC queue holds the calls in flight at the moment it is read, and the readers
+            # make such calls themselves (the page refreshes, the tool asks for the status):
+            # only its consumers are a settled figure
+            rpc = q["name"].startswith("rpc-")
+            for field in ("consumers",) if rpc else ("messages", "ready", "unacked", "consumers"):
                 assert shown[field] == q[field], (q["name"], field, shown, q)
             if not q["dead_letter_queue"]:
                 assert shown["dead_letters"] == str(q["dead_letters"]), q["name"]
@@ -353,6 +368,7 @@ def test_the_dashboard_draws_the_same_figures_as_relief_ops(system):
     assert page["state"] == "problems"  # accounting is stopped and there is a dead letter
     assert ["consumers", ACCOUNTING_IN] in page["problems"]
     assert ["dead_letters", "relief.intake.dlq"] in page["problems"]
+    assert page["banner"] == []  # those wait for the system, not for a person
 
     # the charts carry those figures
     need_bars = {(b["tier"], b["urgency"]): int(b["value"]) for b in page["needBars"]}
@@ -386,7 +402,8 @@ def test_the_page_refreshes_itself_and_data_needs_the_token(system):
 
     browser = Browser()
     try:
-        browser.goto(f"{system.url}/dashboard?refresh=2#token={System.TOKEN}")
+        # in English: the banner's words are checked below (the page is zh-CN by default)
+        browser.goto(f"{system.url}/dashboard?refresh=2&lang=en#token={System.TOKEN}")
         browser.wait("['ok', 'problems'].includes(document.body.dataset.state)")
         first = dom_figures(browser)
         dead = first["queues"]["relief.intake.dlq"]["messages"]
@@ -397,8 +414,286 @@ def test_the_page_refreshes_itself_and_data_needs_the_token(system):
         later = dom_figures(browser)
         assert later["renders"] > first["renders"]
         assert ["dead_letters", "relief.intake.dlq"] in later["problems"]
+
+        # what needs a person shows as a banner: an escalation to a street nobody
+        # coordinates, and an event no queue was bound for
+        system.space.publish("matching.events", "need_escalated", envelope(
+            "need_escalated", {"need_id": "N-dash-esc", "community_id": "QY-S12-C01",
+                               "category": "masks", "urgency": "high",
+                               "from_tier": "community", "to_tier": "street",
+                               "area_id": "QY-S12", "remaining": 3, "unit": "piece"},
+            source="matching"))
+        system.space.publish("matching.events", "need_fulfiled", envelope(
+            "need_fulfilled", {"need_id": "N-dash-x"}, source="matching"))
+        browser.wait("!document.getElementById('banner').hidden && "
+                     "document.querySelectorAll('#banner li').length === 2", timeout=40)
+        banner = {(c, s): text for c, s, text in dom_figures(browser)["banner"]}
+        assert set(banner) == {("escalation", "QY-S12"), ("unroutable", "relief.unroutable")}
+        assert "N-dash-esc" in banner[("escalation", "QY-S12")]
+        assert "no coordinator is registered for QY-S12" in banner[("escalation", "QY-S12")]
+        shot = pixels(browser.screenshot(browser.js(
+            "(() => { const r = document.getElementById('banner').getBoundingClientRect();"
+            " return {x: r.x, y: r.y + scrollY, width: r.width, height: r.height}; })()")))
+        assert sum(near(p, rgb("#b71c1c")) for p in shot) > len(shot) // 2  # a red banner
         # a refused token sends the user back to the token form
         browser.js("sessionStorage.setItem('relief-ops-token', 'wrong'); 1")
         browser.wait("document.body.dataset.state === 'login'", timeout=20)
     finally:
         browser.close()
+
+
+# every element of every card inside that card; every bar with its value as a text in the
+# chart; nothing wider than the window
+LAYOUT = """(() => {
+  const out = {outside: [], bars: 0, labelled: [], scrollWidth:
+               document.documentElement.scrollWidth, width: innerWidth};
+  const inside = (r, c) => r.left >= c.left - 1 && r.right <= c.right + 1 &&
+                           r.top >= c.top - 1 && r.bottom <= c.bottom + 1;
+  document.querySelectorAll('header, figure.chart, .card').forEach(card => {
+    const c = card.getBoundingClientRect();
+    card.querySelectorAll('*').forEach(e => {
+      const r = e.getBoundingClientRect();
+      if (!r.width || !r.height || !inside(r, c)) {
+        if (r.width && r.height) out.outside.push([card.id || card.tagName, e.tagName,
+          (e.textContent || '').slice(0, 40), [r.left, r.right, r.top, r.bottom],
+          [c.left, c.right, c.top, c.bottom]]);
+      }
+    });
+  });
+  document.querySelectorAll('figure.chart rect[data-value]').forEach(rect => {
+    out.bars += 1;
+    const svg = rect.ownerSVGElement, s = svg.getBoundingClientRect();
+    const text = svg.querySelector(`text[data-value-of="${rect.dataset.bar}"]`);
+    if (text && inside(text.getBoundingClientRect(), s) &&
+        (text.textContent.endsWith('…') ||
+         Math.abs(parseFloat(text.textContent) - parseFloat(rect.dataset.value)) < 0.051)) {
+      out.labelled.push(rect.dataset.value);
+    }
+  });
+  return out;
+})()"""
+
+
+def full_screenshot(browser: Browser, path: Path) -> None:
+    size = browser.js("({width: document.documentElement.scrollWidth, "
+                      "height: document.documentElement.scrollHeight})")
+    data = browser.page("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
+                 "scale": 1}})["data"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(data))
+
+
+@pytest.mark.timeout(240)
+def test_the_page_holds_at_phone_and_desk_width_in_both_languages_with_its_history(system):
+    """At 412 px (a phone) in Chinese, the default, and at 1280 px in English: no element
+    leaves its card, the page is no wider than the window, every bar carries its value, and
+    the 24-hour history the gateway keeps is drawn; it is still there after a restart."""
+    eventually(lambda: system.api("GET", "/api/history").json()["samples"],
+               what="a sample of the history")
+    browser = Browser()
+    try:
+        for width, lang in ((412, None), (1280, "en")):
+            browser.page("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": 1200, "deviceScaleFactor": 1,
+                "mobile": width < 600})
+            query = f"?lang={lang}&refresh=60" if lang else "?refresh=60"
+            browser.goto(f"{system.url}/dashboard{query}#token={System.TOKEN}")
+            browser.wait("['ok', 'problems'].includes(document.body.dataset.state) && "
+                         "+document.body.dataset.history >= 1")
+            layout = browser.js(LAYOUT)
+            full_screenshot(browser, SCREENSHOTS / f"dashboard-{width}.png")
+            assert layout["width"] == width
+            assert layout["scrollWidth"] <= width, layout
+            assert layout["outside"] == [], layout["outside"][:5]
+            assert layout["bars"] >= 5 and len(layout["labelled"]) == layout["bars"], layout
+            page = browser.js("""({lang: document.documentElement.lang,
+                heading: document.querySelector('h1').textContent,
+                font: getComputedStyle(document.body).fontFamily,
+                svgFont: getComputedStyle(document.querySelector('#chart-needs svg text'))
+                  .fontFamily,
+                lines: [...document.querySelectorAll('#history polyline')]
+                  .map(p => [p.dataset.series, +p.dataset.points]),
+                latest: [...document.querySelectorAll('#history [data-latest]')]
+                  .map(t => t.textContent),
+                tier: document.querySelector('#needs tr[data-tier=community] td').textContent,
+                switch: document.getElementById('switch').getAttribute('href')})""")
+            assert page["lang"] == (lang or "zh-CN")
+            if lang is None:
+                assert page["heading"] == "社区抗疫物资协调平台 · 值班"
+                assert page["tier"] == "社区" and "lang=en" in page["switch"]
+            else:
+                assert page["heading"] == "Relief Exchange · on-call"
+                assert page["tier"] == "community" and "lang=zh-CN" in page["switch"]
+            assert "refresh=60" in page["switch"]  # the switch keeps the rest of the query
+            for font in (page["font"], page["svgFont"]):
+                assert font.startswith('"Noto Sans CJK SC", "Source Han Sans SC", '
+                                       '"PingFang SC", "Microsoft YaHei"'), font
+            series = {name for name, points in page["lines"] if points >= 1}
+            assert {"community", "street", "district", "dead_letters", "assignments",
+                    "queue_depth"} <= series, page["lines"]
+            assert len(page["latest"]) == 6 and all(page["latest"]), page["latest"]
+    finally:
+        browser.close()
+
+    # kept by the gateway in its own database: a restart loses none of it
+    before = system.api("GET", "/api/history").json()
+    assert before["hours"] == 24 and before["samples"]
+    sample = before["samples"][-1]
+    assert set(sample) == {"at", "open_needs", "dead_letters", "assignments", "queue_depth"}
+    assert set(sample["open_needs"]) == {"community", "street", "district"}
+    system.services.kill("gateway", signal.SIGTERM)
+    system.services.start("gateway")
+    system.wait_consumers(["gateway"])
+    after = system.api("GET", "/api/history").json()["samples"]
+    assert {s["at"] for s in before["samples"]} <= {s["at"] for s in after}
+    assert system.api("GET", "/api/history?hours=25").status_code == 400
+
+
+# -- the coordinators' console ------------------------------------------------------------
+def test_a_community_coordinator_uses_the_console_on_a_phone_within_their_community(system):
+    tag = uuid.uuid4().hex[:6]
+    account, password = f"c01-{tag}", "console password 1"
+    r = system.api("POST", "/api/accounts", json={
+        "account_id": account, "role": "community_coordinator", "area_id": "QY-S01-C01",
+        "password": password})
+    assert r.status_code == 201, r.text
+    assert system.api("POST", "/api/donations", json={
+        "donation_id": f"D-{tag}", "donor": {"name": "成都启毅农业科技有限公司", "kind": "company"},
+        "location_id": "QY-S01-C01", "category": "masks", "quantity": 100, "unit": "piece",
+        "value_yuan": 50}).status_code == 202
+    eventually(lambda: f"D-{tag}" in system.lots("masks"))
+    other = f"N-{tag}-other"  # a need of another street's community
+    assert system.api("POST", "/api/needs", json={
+        **seed_need(), "need_id": other,
+        "community_id": "QY-S02-C01"}).status_code == 202
+    page = system.api("GET", "/console", token=None)
+    assert page.status_code == 200 and "script-src 'nonce-" in page.headers[
+        "Content-Security-Policy"]
+
+    browser = Browser()
+    try:
+        browser.page("Emulation.setDeviceMetricsOverride",
+                     {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+        browser.goto(f"{system.url}/console")
+        assert browser.js("document.documentElement.lang") == "zh-CN"
+        assert browser.js("document.querySelector('#signin-form button').textContent") == "登录"
+        browser.js(f"document.getElementById('account').value = {json.dumps(account)};"
+                   f"document.getElementById('password').value = {json.dumps(password)};"
+                   "document.querySelector('#signin-form button').click(); 1")
+        browser.wait("document.body.dataset.view === 'needs' && "
+                     "!document.getElementById('nav').hidden")
+        # phone-width: nothing wider than the screen
+        assert browser.js("document.documentElement.scrollWidth") <= 390
+        # only my community to post for
+        assert browser.js("[...document.querySelectorAll('#post-community option')]"
+                          ".map(o => o.value)") == ["QY-S01-C01"]
+
+        def post(quantity: int) -> None:
+            browser.js("location.hash = 'post'; 1")
+            browser.wait("!document.getElementById('view-post').hidden")
+            browser.js("document.getElementById('post-category').value = 'masks';"
+                       "document.getElementById('post-category').dispatchEvent("
+                       "new Event('change'));"
+                       f"document.getElementById('post-quantity').value = '{quantity}';"
+                       "document.querySelector('#post-form button').click(); 1")
+            browser.wait("!document.getElementById('confirm').hidden")
+
+        post(60)
+        assert browser.js("document.getElementById('warning').hidden") is True
+        browser.js("document.getElementById('confirm-yes').click(); 1")
+        browser.wait("!document.getElementById('notice').hidden")
+        need_id = browser.js("document.getElementById('notice').textContent").split(": ")[-1]
+        eventually(lambda: (n := system.need(need_id)) and n["status"] == "fulfilled")
+        browser.js("location.hash = 'needs'; 1")
+        browser.wait(f"document.querySelector('[data-need=\"{need_id}\"] .status')"
+                     ".dataset.status === 'fulfilled'")
+        explanation = browser.js(f"document.querySelector('[data-need=\"{need_id}\"] "
+                                 ".explanation').textContent")
+        # the explanation the API gives, as matching wrote it (the module's other tests
+        # may have stocked the same warehouse: any of its lots will do)
+        lot = system.need(need_id)["assignments"][0]["lot_id"]
+        assert f"lot {lot} at QY-S01-C01 (same community" in explanation
+        assert browser.js(f"!!document.querySelector('[data-need=\"{other}\"]')") is False
+        browser.js("location.hash = 'stock'; 1")
+        browser.wait("!!document.querySelector('#stock-list .card') || "
+                     "!document.getElementById('error').hidden")
+        assert browser.js("document.getElementById('error').hidden"), browser.js(
+            "document.getElementById('error').textContent")
+        assert "QY-S01-C01" in browser.js("document.getElementById('stock-list').textContent")
+
+        # a donation received at the station, and its receipt printed there
+        browser.js("location.hash = 'donate'; 1")
+        browser.wait("!document.getElementById('view-donate').hidden")
+        assert browser.js("[...document.querySelectorAll('#donate-location option')]"
+                          ".map(o => o.value)") == ["QY-S01-C01"]
+        browser.js("document.getElementById('donate-category').value = 'masks';"
+                   "document.getElementById('donate-category').dispatchEvent("
+                   "new Event('change'));"
+                   "document.getElementById('donate-quantity').value = '40';"
+                   "document.getElementById('donate-donor').value = '青羊区爱心企业';"
+                   "document.getElementById('donate-value').value = '20';"
+                   "document.querySelector('#donate-form button').click(); 1")
+        browser.wait("!document.getElementById('notice').hidden && "
+                     "!document.getElementById('receipt-row').hidden")
+        donation_id = browser.js("document.getElementById('notice').textContent").split(
+            ": ")[-1]
+        eventually(lambda: donation_id in system.lots("masks"), what="the donation recorded")
+        browser.js("document.getElementById('receipt-show').click(); 1")
+        browser.wait("!document.getElementById('receipt').hidden")
+        receipt = browser.js("document.getElementById('receipt').textContent")
+        # the numbered receipt (its number, not the donation id, is what the donor keeps)
+        assert "收据编号: JZ-" in receipt and "青羊区爱心企业" in receipt
+        assert "防护口罩40" in receipt
+        # my area's needs as a workbook
+        browser.js("location.hash = 'bulletin'; 1")
+        browser.wait("!document.getElementById('view-bulletin').hidden")
+        browser.js("document.getElementById('export-needs').click(); 1")
+        browser.wait("Number(document.getElementById('export-link').dataset.size || 0) > 0")
+        assert int(browser.js("document.getElementById('export-link').dataset.rows")) >= 1
+
+        post(6000)  # a hundred times what this community asks for: a second look
+        browser.wait("!document.getElementById('warning').hidden")
+        assert "6000" in browser.js("document.getElementById('warning').textContent")
+        browser.js("document.getElementById('confirm-no').click(); 1")
+
+        # another community by editing the address: the API refuses, the page says so
+        browser.js("location.hash = 'needs/QY-S02-C01'; 1")
+        browser.wait("!document.getElementById('error').hidden")
+        refusal = browser.js("document.getElementById('error').textContent")
+        assert "QY-S02-C01" in refusal and "QY-S01-C01" in refusal
+        assert browser.js("document.querySelectorAll('#needs-list [data-need]').length") == 0
+
+        # English at a touch
+        browser.js("document.getElementById('lang').click(); 1")
+        assert browser.js("document.documentElement.lang") == "en"
+        assert browser.js("document.querySelector('[data-go=post]').textContent") == \
+            "Post a need"
+        if os.environ.get("RELIEF_CONSOLE_SHOTS"):  # pictures for docs/ (in English: this
+            # machine's browser may lack CJK fonts)
+            for view, ready in (("needs", "#needs-list .card"), ("stock", "#stock-list .card")):
+                browser.js(f"location.hash = '{view}'; 1")
+                browser.wait(f"!!document.querySelector('{ready}')")
+                browser.js("quiet(); 1")  # the refusal shown above belongs to another view
+                shot(browser, view)
+            post(6000)
+            browser.wait("!document.getElementById('warning').hidden")
+            shot(browser, "post")
+    finally:
+        browser.close()
+    audit = system.api("GET", f"/api/audit?actor={account}").json()["entries"]
+    assert ("needs.post", 202) in [(e["action"], e["status"]) for e in audit]
+
+
+def shot(browser: Browser, name: str) -> None:
+    """A picture of the page for docs/, when ``RELIEF_CONSOLE_SHOTS`` names a folder."""
+    folder = os.environ.get("RELIEF_CONSOLE_SHOTS")
+    if folder:
+        data = browser.page("Page.captureScreenshot", {"format": "png"})["data"]
+        Path(folder, f"console-{name}.png").write_bytes(base64.b64decode(data))
+
+
+def seed_need() -> dict[str, Any]:
+    return {"kind": "goods", "category": "masks", "quantity": 5, "unit": "piece",
+            "urgency": "normal"}

@@ -29,7 +29,7 @@ def ops_env(system: System) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RELIEF_ADMIN_TOKEN"}
     env.update({"RABBIT_MANAGEMENT_URI": space.management_uri, "AMQP_URI": space.amqp_uri,
                 "RELIEF_GATEWAY_URL": system.url, "RELIEF_ADMIN_TOKEN": System.TOKEN,
-                "PYTHONWARNINGS": "ignore"})
+                "PYTHONWARNINGS": "ignore", "RELIEF_LANG": "en"})  # its words are checked
     return env
 
 
@@ -77,6 +77,7 @@ def test_a_healthy_system_passes_and_every_queue_is_listed(system):
                   "dead_letters"):
         assert field in rows["relief.intake.events"]
     assert set(report["needs"]["oldest_open"]) == {"community", "street", "district"}
+    assert report["unroutable"] == 0 and report["unaddressed_escalations"] == []
     quiet = ops(system, "status", "--quiet")
     assert quiet.returncode == 0 and quiet.stdout == ""
 
@@ -178,6 +179,34 @@ def test_poison_messages_are_listed_with_their_reason_and_purged(system):
     eventually(lambda: all_clear(system), what="all clear after purge")
 
 
+def test_an_event_no_queue_is_bound_for_is_a_problem_until_purged(system):
+    """Normal traffic never lands in relief.unroutable, so one misrouted event (a misspelt
+    routing key) is named by status until on-call has looked at it and purged it."""
+    space = system.space
+    event = envelope("need_fulfilled", {"need_id": "N-misrouted", "community_id": "QY-S01-C01",
+                                        "category": "masks", "quantity": 1, "unit": "piece"},
+                     source="matching")
+    space.publish("matching.events", "need_fulfiled", event)
+    eventually(lambda: space.queue_depth("relief.unroutable") == 1, what="kept by the tap")
+    eventually(lambda: ("unroutable", "relief.unroutable") in problems(status_json(system)[1]),
+               what="the unroutable message named by status")
+    quiet = ops(system, "status", "--quiet")
+    assert quiet.returncode == 1
+    assert "relief.unroutable: 1 message(s) no queue was bound for" in quiet.stdout
+
+    listing = ops(system, "dlq", "list", "relief.unroutable")
+    assert listing.returncode == 0, listing.stderr
+    assert "events no queue was bound for" in listing.stdout
+    assert event["event_id"] in listing.stdout and "need_fulfilled" in listing.stdout
+    refused = ops(system, "dlq", "replay", "relief.unroutable", "--all")
+    assert refused.returncode == 2 and "no queue to replay them to" in refused.stderr
+    assert space.queue_depth("relief.unroutable") == 1
+
+    assert ops(system, "dlq", "purge", "relief.unroutable", "--yes").returncode == 0
+    assert space.queue_depth("relief.unroutable") == 0
+    eventually(lambda: all_clear(system), what="all clear after purge")
+
+
 def test_a_dead_letter_is_replayed_once_to_the_consumer_that_failed(system):
     """Donations is told of an assignment from a lot it has not recorded (its stock is out
     of step): it dead-letters the event as an inconsistency. Once the lot is recorded, the
@@ -237,3 +266,58 @@ def test_a_dead_letter_is_replayed_once_to_the_consumer_that_failed(system):
     requests.delete(f"{mgmt}/api/queues/{space.vhost}/{probe}", auth=("guest", "guest"),
                     timeout=10).raise_for_status()
     eventually(lambda: all_clear(system), what="all clear after replay")
+
+
+def on_call_account(system: System, permissions: list[str]) -> tuple[str, str]:
+    account_id = f"oncall-{uuid.uuid4().hex[:6]}"
+    password = "correct horse battery"
+    made = system.api("POST", "/api/accounts", json={
+        "account_id": account_id, "role": "on_call", "password": password,
+        "permissions": permissions})
+    assert made.status_code == 201, made.text
+    session = system.api("POST", "/api/session", token=None,
+                         json={"account_id": account_id, "password": password})
+    assert session.status_code == 201, session.text
+    return account_id, session.json()["token"]
+
+
+def test_replaying_and_purging_need_the_gateways_leave_and_are_in_its_audit_log(system):
+    """On-call acts on dead letters with their own credential: the gateway allows it only
+    with the permission for it, and records who did what to which queue."""
+    space = system.space
+    space.publish("relief.intake", "need_posted", b"{garbled", content_type="application/json")
+    eventually(lambda: space.queue_depth("relief.intake.dlq") == 1, what="a dead letter")
+    plain, plain_token = on_call_account(system, [])
+    purger, purger_token = on_call_account(system, ["purge"])
+
+    refused = ops(system, "dlq", "purge", "relief.intake.dlq", "--yes", "--token", plain_token)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "the gateway refused (403)" in refused.stderr and "not purged" in refused.stderr
+    assert space.queue_depth("relief.intake.dlq") == 1  # nothing was done
+    replay = ops(system, "dlq", "replay", "relief.intake.dlq", "--all", "--token",
+                 purger_token)  # purge does not give replay
+    assert replay.returncode == 2 and "the gateway refused (403)" in replay.stderr
+
+    away = ops(system, "dlq", "purge", "relief.intake.dlq", "--yes", "--token", purger_token,
+               "--gateway", "http://127.0.0.1:9")
+    assert away.returncode == 2 and "--unaudited" in away.stderr
+    assert space.queue_depth("relief.intake.dlq") == 1
+
+    done = ops(system, "dlq", "purge", "relief.intake.dlq", "--yes", "--token", purger_token)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert space.queue_depth("relief.intake.dlq") == 0
+    entries = system.api("GET", f"/api/audit?actor={purger}").json()["entries"]
+    steps = {(e["action"], e["status"], (e.get("target") or {}).get("queue")) for e in entries}
+    assert ("deadletters.purge", 201, "relief.intake.dlq") in steps
+    assert ("deadletters.replay", 403, "relief.intake.dlq") in steps
+    refusals = system.api("GET", f"/api/audit?actor={plain}").json()["entries"]
+    assert [(e["action"], e["status"]) for e in refusals
+            if e["action"].startswith("deadletters")] == [("deadletters.purge", 403)]
+
+    # without the gateway, --unaudited acts and says that nothing recorded it
+    space.publish("relief.intake", "need_posted", b"{garbled", content_type="application/json")
+    eventually(lambda: space.queue_depth("relief.intake.dlq") == 1, what="a dead letter")
+    anyway = ops(system, "dlq", "purge", "relief.intake.dlq", "--yes", "--token",
+                 purger_token, "--gateway", "http://127.0.0.1:9", "--unaudited")
+    assert anyway.returncode == 0 and "recorded nowhere" in anyway.stderr
+    assert space.queue_depth("relief.intake.dlq") == 0

@@ -67,7 +67,8 @@ def test_offers_go_only_to_healthy_volunteers_and_move_on_when_declined(system):
 
     # declined through the signed link the volunteer received: the next one is offered it
     offer_id = need["offer"]["offer_id"]
-    sig = links.sign(offer_id, System.TOKEN)
+    until = datetime.now(UTC) + timedelta(hours=1)
+    sig = links.sign(offer_id, "decline", until, System.TOKEN)
     # opening the link (GET) changes nothing: it shows a page that asks to confirm
     page = system.api("GET", f"/api/offers/{offer_id}/decline?sig={sig}", token=None)
     assert page.status_code == 200 and "<form method='post'" in page.text
@@ -77,7 +78,16 @@ def test_offers_go_only_to_healthy_volunteers_and_move_on_when_declined(system):
     r = system.api("POST", f"/api/offers/{offer_id}/decline?sig={sig}", token=None)
     assert r.status_code == 200, r.text
     assert r.json()["offer"]["volunteer_id"] == second
+    # a decline link cannot accept, an expired link does nothing, and an accept link for
+    # the same offer meets the offer already answered
     assert system.api("POST", f"/api/offers/{offer_id}/accept?sig={sig}",
+                      token=None).status_code == 401
+    expired = links.sign(offer_id, "accept", datetime.now(UTC) - timedelta(seconds=1),
+                         System.TOKEN)
+    assert system.api("POST", f"/api/offers/{offer_id}/accept?sig={expired}",
+                      token=None).status_code == 401
+    accept = links.sign(offer_id, "accept", until, System.TOKEN)
+    assert system.api("POST", f"/api/offers/{offer_id}/accept?sig={accept}",
                       token=None).status_code == 409  # already answered
     assert system.api("POST", f"/api/offers/{offer_id}/accept?sig=forged",
                       token=None).status_code == 401
@@ -96,6 +106,10 @@ def test_offers_go_only_to_healthy_volunteers_and_move_on_when_declined(system):
                           and len(o) == 4 and o)
     assert outcomes == [("offer_made", first, None), ("offer_released", first, "declined"),
                         ("offer_made", second, None), ("offer_accepted", second, "accepted")]
+    # the need served is a service delivered, in the bulletin
+    eventually(lambda: any(s["category"] == "counselling" and s["sessions"] >= 1
+                           for s in system.api("GET", "/api/bulletin").json()["services"]),
+               what="the served need counted as a service delivered")
 
 
 def test_a_waiting_service_need_is_offered_when_a_volunteer_becomes_healthy(system):

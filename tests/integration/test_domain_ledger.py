@@ -9,8 +9,8 @@ from nameko.containers import ServiceContainer
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from deploy.local import free_port
+from deploy.topology import deploy
 from services.accounting.service import AccountingService
-from services.common.topology import deploy
 from tests.support import envelope, eventually
 
 

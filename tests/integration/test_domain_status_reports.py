@@ -11,7 +11,8 @@ from nameko.containers import ServiceContainer
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from deploy.local import free_port
-from services.common.topology import deploy
+from deploy.topology import deploy
+from services.common.errors import Invalid, NotFound
 from services.volunteers.service import VolunteersService
 from tests.support import eventually
 
@@ -69,13 +70,15 @@ def test_a_missed_report_is_alerted_once_per_period_and_a_report_stops_it(volunt
             "report_id": f"R-{org}", "activities": "x", "staff": {"total": 1, "healthy": 1},
             "resumption": "resumed"})
         assert again["repeated"] is True and again["resumption"] == "partial"
-        bad = rpc.volunteers.report_status(org, {
-            "report_id": "R-bad", "activities": "x", "area_ids": ["QY-S99"],
-            "staff": {"total": 1, "healthy": 2}, "resumption": "resumed"})
-        assert bad["status"] == 400 and "staff.total" in bad["fields"]
-        assert rpc.volunteers.report_status("O-nobody", {
-            "report_id": "R-x", "activities": "x", "staff": {"total": 1, "healthy": 1},
-            "resumption": "resumed"})["status"] == 404
+        with pytest.raises(Invalid) as bad:
+            rpc.volunteers.report_status(org, {
+                "report_id": "R-bad", "activities": "x", "area_ids": ["QY-S99"],
+                "staff": {"total": 1, "healthy": 2}, "resumption": "resumed"})
+        assert "staff.total" in bad.value.fields
+        with pytest.raises(NotFound):
+            rpc.volunteers.report_status("O-nobody", {
+                "report_id": "R-x", "activities": "x", "staff": {"total": 1, "healthy": 1},
+                "resumption": "resumed"})
         before = len(alerts(space, probe, org))
         [row] = [r for r in rpc.volunteers.reporting() if r["organisation_id"] == org]
         assert row["overdue"] is False and row["last_report"]["resumption"] == "partial"

@@ -6,8 +6,8 @@ from collections import Counter
 import pytest
 from nameko.containers import ServiceContainer
 
+from deploy.topology import deploy
 from services.common.handler import Retry, on_event
-from services.common.topology import deploy
 from tests.support import envelope, eventually
 
 ATTEMPTS: Counter = Counter()

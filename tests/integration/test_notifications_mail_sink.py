@@ -43,7 +43,7 @@ def test_commands_out_of_order_are_refused(sink):
         smtp.ehlo()
         assert smtp.rcpt("a@example.org")[0] == 503
         assert smtp.docmd("DATA")[0] == 503
-        assert smtp.docmd("BOGUS")[0] == 502
+        assert smtp.docmd("BOGUS")[0] == 500  # RFC 5321 4.2.4: command unrecognized
 
 
 def test_webhook_posts_are_kept(sink):

@@ -11,9 +11,9 @@ from nameko.containers import ServiceContainer
 
 from deploy.local import free_port
 from deploy.mail_sink import MailSink
+from deploy.topology import deploy
 from services.common import contract
 from services.common.deps import Config
-from services.common.topology import deploy
 from services.gateway.notifications_routes import NotificationRoutes
 from services.notifications.service import NotificationsService
 from tests.support import eventually

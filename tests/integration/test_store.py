@@ -94,6 +94,49 @@ def test_events_survive_a_broker_outage_and_the_sweeper_sends_them(space):
     assert store.db.outbox.count_documents({}) == 0
 
 
+def test_a_window_of_events_is_published_with_one_wait_and_arrives_as_sent(space):
+    store = make_store(space, source="window")
+    probe = space.bind_probe("window.events", "need_posted")
+    envs = store.atomically(lambda tx: [tx.emit("need_posted", {**NEED, "need_id": f"W{i}"})
+                                        for i in range(150)])
+    assert store.db.outbox.count_documents({}) == 0  # every one confirmed, then deleted
+    got = eventually(lambda: (m := space.get_messages(probe, limit=200)) and len(m) == 150
+                     and m)
+    assert [json.loads(body) for _, body in got] == [json.loads(json.dumps(e, default=str))
+                                                     for e in envs]
+    assert {h["x-relief-source"] for h, _ in got} == {"window"}
+
+
+def test_an_event_the_broker_cannot_route_stays_in_the_outbox(space):
+    """No queue is bound and no alternate exchange is set for this exchange: the broker
+    returns the event, so it is not counted as published (the sweeper tries again)."""
+    store = make_store(space, source="nowhere")
+    probe = space.bind_probe("nowhere.events", "need_fulfilled")  # binds another type only
+    fulfilled = {"need_id": "N", "community_id": "QY-S01-C01", "quantity": 1, "unit": "piece",
+                 "category": "masks"}
+    env = store.atomically(lambda tx: [tx.emit("need_posted", NEED),
+                                       tx.emit("need_fulfilled", fulfilled)])
+    assert [d["_id"] for d in store.db.outbox.find({})] == [env[0]["event_id"]]
+    assert json.loads(eventually(lambda: space.get_messages(probe))[0][1])["event_id"] == \
+        env[1]["event_id"]
+
+
+def test_the_relay_opens_a_new_connection_after_it_lost_one(space):
+    store = make_store(space, source="reopen")
+    probe = space.bind_probe("reopen.events", "need_posted")
+    store.atomically(lambda tx: tx.emit("need_posted", {**NEED, "need_id": "R1"}))
+    store.relay._window._connection.release()  # the broker closed it, as a restart would
+    env = store.atomically(lambda tx: tx.emit("need_posted", {**NEED, "need_id": "R2"}))
+    # that publish found the connection gone: the event waits in the outbox, and the next
+    # publish (the sweeper's) opens a new connection
+    assert [d["_id"] for d in store.db.outbox.find({})] == [env["event_id"]]
+    assert store.relay.publish([env]) == 1
+    ids = eventually(lambda: (m := space.get_messages(probe)) and len(m) == 2
+                     and [json.loads(b)["data"]["need_id"] for _, b in m])
+    assert ids == ["R1", "R2"]
+    assert store.db.outbox.count_documents({}) == 0
+
+
 def test_concurrent_claims_never_take_a_lot_below_zero(space):
     store = make_store(space, cls=MatchingStore, source="claims")
     store.db.supply.insert_one({"_id": "L", "available": 100_000})

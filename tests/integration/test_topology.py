@@ -4,8 +4,9 @@ policy, and the migration that removes a renamed handler's queues."""
 import pika
 import pytest
 
+from deploy.topology import deploy, prune
 from services.common.config import settings
-from services.common.topology import Management, consumer_specs, deploy, prune
+from services.common.topology import Management, consumer_specs
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,9 @@ BROKER_NODES = ("rabbitmq", "rabbitmq-2", "rabbitmq-3")
 CLUSTER_PROFILE = "cluster"
 ADMIN_VARS = ("RABBITMQ_ADMIN_USER", "RABBITMQ_ADMIN_PASSWORD")
 MONITOR_VAR = "RELIEF_MONITOR_PASSWORD"
+DB_ONE_SHOT = "mongo-users"
+DB_ADMIN_VARS = ("MONGO_ADMIN_USER", "MONGO_ADMIN_PASSWORD")
+DB_USERS_SCRIPT = ROOT / "deploy" / "compose" / "mongo-users.js"
 TOP_LEVEL_KEYS = {"version", "services", "volumes", "networks", "configs", "secrets"}
 # a variable holding any of these is a secret: it must be required (${NAME:?...}), no default
 SECRET_WORDS = ("PASSWORD", "TOKEN", "COOKIE", "SECRET", "ADMIN_USER")
@@ -40,6 +43,10 @@ _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?])?(?P<arg>[
 
 def password_var(service: str) -> str:
     return f"RELIEF_AMQP_PASSWORD_{service.upper()}"
+
+
+def db_password_var(service: str) -> str:
+    return f"RELIEF_MONGO_PASSWORD_{service.upper()}"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -150,6 +157,7 @@ def test_every_service_restarts_and_waits_for_its_dependencies(services):
         assert service.get("restart") in ("unless-stopped", "always"), name
         deps = depends(service)
         assert deps.get(ONE_SHOT) == "service_completed_successfully", (name, deps)
+        assert deps.get(DB_ONE_SHOT) == "service_completed_successfully", (name, deps)
         assert deps.get("mongo") == "service_healthy", (name, deps)
         assert deps.get("rabbitmq") == "service_healthy", (name, deps)
 
@@ -157,7 +165,7 @@ def test_every_service_restarts_and_waits_for_its_dependencies(services):
 def test_topology_step_is_a_one_shot_after_the_broker(services):
     deploy = services[ONE_SHOT]
     args = argv(deploy["command"])
-    assert args[:3] == ["python", "-m", "services.common.topology"], args
+    assert args[:3] == ["python", "-m", "deploy.topology"], args
     assert " ".join(CONFIG_ARG) in " ".join(args)
     assert depends(deploy).get("rabbitmq") == "service_healthy"
     # restarted forever it would never count as completed
@@ -210,10 +218,11 @@ def test_data_lives_in_named_volumes(compose, services):
 def test_environment_names_are_ones_the_config_reads(services):
     read = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", CONFIG_FILE.read_text(encoding="utf-8")))
     # the topology step reads the broker users' passwords from its environment directly
-    provisioning = {password_var(s) for s in SERVICES} | {MONITOR_VAR}
-    needed = {name: {"AMQP_URI", "MONGO_URI"} for name in [*SERVICES, ONE_SHOT]}
+    provisioning = {password_var(s) for s in SERVICES} | {MONITOR_VAR, "RELIEF_PUBLISHERS"}
+    needed = {name: {"AMQP_URI", "MONGO_URI"} for name in SERVICES}
     needed["gateway"] |= {"RABBIT_MANAGEMENT_URI", "RELIEF_ADMIN_TOKEN"}
-    needed[ONE_SHOT] |= {"RABBIT_MANAGEMENT_URI"} | provisioning
+    # the topology step never touches the database
+    needed[ONE_SHOT] = {"AMQP_URI", "RABBIT_MANAGEMENT_URI"} | provisioning
     for name in [*SERVICES, ONE_SHOT]:
         env = environment(services[name])
         assert needed[name] <= set(env), (name, sorted(needed[name] - set(env)))
@@ -351,9 +360,81 @@ def test_the_env_example_lists_every_variable_with_a_comment():
         else:
             assert commented, f"no comment above {line.split('=')[0]}"
     for name in named:
-        if any(w in name for w in SECRET_WORDS) and name != "RABBITMQ_ADMIN_USER":
+        if any(w in name for w in SECRET_WORDS) and not name.endswith("_ADMIN_USER"):
             # placeholders an operator cannot mistake for a real secret
             assert "change-me" in EXAMPLE[name], name
+
+
+# -- authentication on the database -----------------------------------------------------------
+def test_the_database_requires_authentication_with_a_required_admin(services):
+    mongo = services["mongo"]
+    env = raw_environment(mongo)
+    # the image turns authentication on when its administrator is set
+    assert env["MONGO_INITDB_ROOT_USERNAME"].startswith("${MONGO_ADMIN_USER:?")
+    assert env["MONGO_INITDB_ROOT_PASSWORD"].startswith("${MONGO_ADMIN_PASSWORD:?")
+    # a replica set with authentication needs a key file: written from a required secret
+    args = argv(mongo["command"])
+    keyfile = args[args.index("--keyFile") + 1]
+    assert env["MONGO_KEYFILE_SECRET"].startswith("${MONGO_KEYFILE_SECRET:?")
+    entrypoint = " ".join(argv(mongo["entrypoint"]))
+    assert f"> {keyfile}" in entrypoint and "$$MONGO_KEYFILE_SECRET" in entrypoint
+    assert f"chmod 400 {keyfile}" in entrypoint
+    assert 'exec docker-entrypoint.sh "$$@"' in entrypoint
+    # the health check (which also initiates the replica set) signs in as the administrator
+    check = healthcheck_text(mongo)
+    assert '--username "$$MONGO_INITDB_ROOT_USERNAME"' in check
+    assert '--password "$$MONGO_INITDB_ROOT_PASSWORD"' in check
+    assert "--authenticationDatabase admin" in check
+    assert not mongo.get("ports"), "the database is not published on the host"
+
+
+def test_every_service_connects_to_its_own_database_as_its_own_user(services):
+    seen = set()
+    for name, service in app_services(services).items():
+        raw = raw_environment(service)["MONGO_URI"]
+        assert set(variables(raw)) == {db_password_var(name), "RELIEF_DB_PREFIX"}, raw
+        uri = urlparse(interpolate(raw))
+        database = f"{EXAMPLE['RELIEF_DB_PREFIX']}{name}"
+        assert unquote(uri.username or "") == f"relief-{name}", (name, uri.username)
+        assert uri.password == EXAMPLE[db_password_var(name)], name
+        assert uri.path == f"/{database}", (name, uri.path)
+        assert parse_qs(uri.query).get("authSource") == [database], (name, uri.query)
+        seen.add((uri.username, uri.password))
+    assert len(seen) == len(SERVICES), "two services share a database user"
+
+
+def test_a_one_shot_creates_one_user_per_service_database(services):
+    one_shot = services[DB_ONE_SHOT]
+    assert one_shot["image"] == services["mongo"]["image"]
+    assert one_shot.get("restart", "no") not in ("always", "unless-stopped")
+    assert depends(one_shot).get("mongo") == "service_healthy"
+    raw = raw_environment(one_shot)
+    for var in [*DB_ADMIN_VARS, *(db_password_var(s) for s in SERVICES)]:
+        assert raw.get(var, "").startswith(f"${{{var}:?"), f"{DB_ONE_SHOT} does not get {var}"
+    assert "RELIEF_DB_PREFIX" in raw
+    # credentials come from the environment, not the command line (visible in ps)
+    command = " ".join(argv(one_shot["command"]))
+    assert "${" not in command and "--password" not in command and "-p " not in command
+    target = {v.split(":")[1]: v.split(":")[0] for v in one_shot["volumes"]}
+    script = [path for path in target if path in command]
+    assert script and ROOT / target[script[0]] == DB_USERS_SCRIPT
+    text = DB_USERS_SCRIPT.read_text(encoding="utf-8")
+    listed = re.search(r"const SERVICES = \[([^\]]*)\]", text).group(1)
+    assert re.findall(r'"([a-z]+)"', listed) == list(SERVICES)
+    assert "process.env" in text and "RELIEF_MONGO_PASSWORD_${service.toUpperCase()}" in text
+    # each user may read and write its own database, and nothing else
+    assert re.findall(r"role: \"(\w+)\"", text) == ["readWrite"]
+    assert '[{role: "readWrite", db: name}]' in text and "const name = prefix + service" in text
+    assert "updateUser(" in text and "createUser(" in text  # safe to run again: rotation
+
+
+def test_only_the_database_and_its_one_shot_know_the_database_admin(services):
+    for name, service in services.items():
+        used = set(variables(service.get("environment"))) & set(DB_ADMIN_VARS)
+        assert not used or name in {"mongo", DB_ONE_SHOT}, f"{name} is given {used}"
+    for name, service in app_services(services).items():
+        uri = urlparse(environment(service)["MONGO_URI"])
+        assert uri.username != EXAMPLE["MONGO_ADMIN_USER"], name
 
 
 # -- health and scaling -----------------------------------------------------------------------

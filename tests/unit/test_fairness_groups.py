@@ -1,9 +1,9 @@
-"""Only contended stock is shared by the fairness rule (no database: a fake store)."""
+"""Only contended stock is shared by the fairness rule (pure: engine types, no database)."""
 
 from datetime import UTC, datetime
 
 from services.common import reference, units
-from services.matching import handlers
+from services.matching import engine, handlers
 
 REF = reference.load("deploy/reference")
 NOW = datetime(2026, 2, 10, tzinfo=UTC)
@@ -24,10 +24,11 @@ def lot(lot_id, location, qty):
 
 def caps(docs, lots):
     needs = [handlers.as_engine_need(d) for d in docs]
-    bins = {}
-    for x in lots:
-        bins.setdefault(f"{x['category']}|{x['location_id']}", []).append(x)
-    return handlers._fair_caps(needs, {d["_id"]: d for d in docs}, bins, REF, NOW)
+    stock = engine.stock_of((engine.Lot(x["_id"], x["category"], x["location_id"],
+                                        x["available"], x["unit"]) for x in lots),
+                            "masks", "piece")
+    return engine.contended_caps(needs, {d["_id"]: d["beneficiaries"] for d in docs}, stock,
+                                 REF.areas, NOW)
 
 
 def test_a_lot_only_one_community_can_reach_is_not_held_back():

@@ -48,7 +48,13 @@ REQUIRED = [NEED_Q, MATCH_Q, "relief.intake.events"]
 
 def healthy_queues():
     return [row(NEED_Q), row(MATCH_Q), row("relief.intake.events"), row("relief.intake.dlq", 0, 0),
-            row(f"dlq.{NEED_Q}", 0, 0), row("rpc-matching"), row("relief.unroutable", 5, 0)]
+            row(f"dlq.{NEED_Q}", 0, 0), row("rpc-matching"), row("relief.unroutable", 0, 0)]
+
+
+def escalation(area="QY-S03", tier="street", count=2, coordinators=0):
+    return {"area_id": area, "tier": tier, "count": count, "need_ids": ["N-7", "N-8"][:count],
+            "notification_ids": ["m-1", "m-2"][:count], "since": "2020-02-01T00:00:00+00:00",
+            "coordinators": coordinators}
 
 
 def checks(report):
@@ -100,10 +106,42 @@ def test_thresholds_are_configurable():
                                                        "district": 3600}
 
 
-def test_the_unroutable_tap_is_not_a_backlog():
+def test_anything_in_the_unroutable_tap_is_a_problem_but_not_a_backlog():
     queues = healthy_queues()
-    queues[-1]["messages"] = 10**6
-    assert build_report(queues, needs(), required=REQUIRED)["ok"]
+    assert build_report(queues, needs(), required=REQUIRED)["unroutable"] == 0
+    queues[-1]["messages"] = 3
+    report = build_report(queues, needs(), required=REQUIRED)
+    assert checks(report) == {("unroutable", "relief.unroutable")}
+    assert report["unroutable"] == 3
+    assert "relief.unroutable: 3 message(s) no queue was bound for" in report["problems"][0][
+        "message"]
+    assert "relief-ops dlq list relief.unroutable" in report["problems"][0]["message"]
+    queues[-1]["messages"] = 10**6  # over any depth limit: still one problem, not a backlog
+    assert checks(build_report(queues, needs(), required=REQUIRED)) == {
+        ("unroutable", "relief.unroutable")}
+
+
+def test_an_escalation_that_reached_nobody_is_a_problem_until_it_is_retried():
+    nobody = {"unaddressed_escalations": [escalation()]}
+    report = build_report(healthy_queues(), needs(), notifications=nobody, required=REQUIRED)
+    assert checks(report) == {("escalation", "QY-S03")}
+    message = report["problems"][0]["message"]
+    assert "2 escalation(s) to street QY-S03 (N-7, N-8) reached nobody" in message
+    assert "no coordinator is registered for QY-S03: PUT /api/recipients/<id>" in message
+    assert "POST /api/notifications/m-1/retry" in message
+    assert report["unaddressed_escalations"] == nobody["unaddressed_escalations"]
+    # a coordinator registered since: the message still has to be sent again
+    later = {"unaddressed_escalations": [escalation(coordinators=1)]}
+    message = build_report(healthy_queues(), needs(), notifications=later,
+                           required=REQUIRED)["problems"][0]["message"]
+    assert "a coordinator is registered now: send again with POST" in message
+    retried = build_report(healthy_queues(), needs(), required=REQUIRED,
+                           notifications={"unaddressed_escalations": []})
+    assert retried["ok"] and retried["unaddressed_escalations"] == []
+    unknown = build_report(healthy_queues(), needs(), required=REQUIRED,
+                           errors={"notifications": "not running"})
+    assert checks(unknown) == {("source", "notifications")}
+    assert unknown["unaddressed_escalations"] is None
 
 
 def test_unreadable_sources_are_problems_not_crashes():
@@ -220,12 +258,69 @@ def test_status_text_names_queues_needs_and_problems():
     queues = healthy_queues()
     queues[0]["consumers"] = 0
     report = build_report(queues, needs(7530), required=REQUIRED)
-    text = cli.render_status(report)
+    text = cli.render_status(report, "en")
     assert NEED_Q in text and "N-1  2h 05m  high masks at QY-S01-C01" in text
     assert "PROBLEMS (1):" in text and f"{NEED_Q}: no consumers" in text
     assert "masks 40 piece" in text and "Assignments in the last 24 h: 3" in text
-    ok = cli.render_status(build_report(healthy_queues(), needs(), required=REQUIRED))
+    ok = cli.render_status(build_report(healthy_queues(), needs(), required=REQUIRED), "en")
     assert ok.endswith("OK: every check passed")
+    assert "reached nobody" not in ok
+    text = cli.render_status(build_report(
+        healthy_queues(), needs(), required=REQUIRED,
+        notifications={"unaddressed_escalations": [escalation()]}), "en")
+    assert "Escalations that reached nobody (no coordinator registered):" in text
+    assert "QY-S03" in text and "N-7, N-8" in text and "PROBLEMS (1):" in text
+
+
+def test_status_and_version_speak_the_language_setting(monkeypatch, capsys):
+    report = build_report(healthy_queues(), needs(7530), required=REQUIRED)
+    monkeypatch.delenv("RELIEF_LANG", raising=False)
+    monkeypatch.delenv("NOTIFY_LANGUAGE", raising=False)
+    zh = cli.render_status(report)  # zh-CN unless told otherwise
+    assert zh.startswith("社区抗疫物资协调平台 状态") and "未满足需求" in zh
+    assert "近 24 小时匹配：3" in zh and "N-1  2h 05m  高 masks，QY-S01-C01" in zh
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == "relief-ops 0.1.0（社区抗疫物资协调平台 值班工具）"
+    monkeypatch.setenv("NOTIFY_LANGUAGE", "en")  # the setting notifications use
+    assert cli.render_status(report).startswith("Relief Exchange status at")
+    monkeypatch.setenv("RELIEF_LANG", "zh-CN")  # the tool's own setting comes first
+    assert cli.render_status(report).startswith("社区抗疫物资协调平台")
+    assert cli.main(["--version", "--lang", "en"]) == 0
+    assert capsys.readouterr().out.strip() == "relief-ops 0.1.0 (Relief Exchange on-call tool)"
+    assert cli.render_verdict(build_report(healthy_queues(), needs(), required=REQUIRED)) == [
+        "正常：所有检查通过"]
+    queues = healthy_queues()
+    queues[0]["consumers"] = 0
+    assert cli.render_verdict(build_report(queues, needs(), required=REQUIRED)) == [
+        "问题（1）：", f"  - {NEED_Q}：没有消费者"]
+    escalated = build_report(healthy_queues(), needs(), required=REQUIRED,
+                             notifications={"unaddressed_escalations": [escalation()]})
+    [problem] = escalated["problems"]
+    assert "QY-S03" in problem["message_zh"] and "未登记协调员" in problem["message_zh"]
+
+
+def test_quiet_status_exits_1_naming_an_escalation_to_nobody(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "read_queues", lambda args: healthy_queues())
+    monkeypatch.setattr(cli, "read_gateway", lambda args: {
+        "needs": needs(), "notifications": {"unaddressed_escalations": [escalation()]}})
+    monkeypatch.setattr("services.ops.report.consumer_queues", lambda: tuple(REQUIRED))
+    assert cli.main(["status", "--quiet", "--token", "t", "--lang", "en"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("PROBLEMS (1):") and "QY-S03" in out
+    monkeypatch.setattr(cli, "read_gateway", lambda args: {
+        "needs": needs(), "notifications": None,
+        "errors": {"notifications": "not running (rpc-notifications has no consumer)"}})
+    assert cli.main(["status", "--quiet", "--token", "t", "--lang", "en"]) == 1
+    assert "notifications: not running" in capsys.readouterr().out
+    monkeypatch.setattr(cli, "read_gateway", lambda args: {
+        "needs": needs(), "notifications": {"unaddressed_escalations": []}})
+    assert cli.main(["status", "--quiet", "--token", "t"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_the_unroutable_tap_cannot_be_replayed(capsys):
+    assert cli.main(["dlq", "replay", "relief.unroutable", "--all"]) == 2
+    assert "no queue to replay them to" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys):
@@ -280,6 +375,7 @@ class FakeGateway(DashboardRoutes):
     config_ = {"AMQP_URI": "amqp://guest:guest@127.0.0.1:1/",
                "RELIEF": {"admin_token": "sesame", "management_uri": "http://127.0.0.1:1"}}
     matching = None
+    notifications = None
 
 
 def request(path, headers=None):
@@ -302,7 +398,23 @@ def test_the_page_holds_no_data_and_loads_nothing_from_elsewhere():
     assert "sesame" not in html
     for chart in ("chart-needs", "chart-supply", "chart-assignments", "chart-queues"):
         assert f'id="{chart}"' in html
+    assert '<section id="banner" role="alert" hidden>' in html
+    assert "BANNER_CHECKS = ['escalation', 'unroutable']" in html
     assert page("a") != page("b")
+
+
+def test_the_page_speaks_chinese_unless_told_otherwise():
+    zh = FakeGateway().dashboard_page(request("/dashboard")).get_data(as_text=True)
+    assert '<html lang="zh-CN">' in zh and "社区抗疫物资协调平台 · 值班" in zh
+    assert '"Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei"' in zh
+    assert 'href="?lang=en"' in zh  # the switch
+    en = FakeGateway().dashboard_page(request("/dashboard?lang=en")).get_data(as_text=True)
+    assert '<html lang="en">' in en and "Open needs by tier and urgency" in en
+    assert "按层级" not in en
+    english = type("EnglishGateway", (FakeGateway,), {"config_": {
+        **FakeGateway.config_, "NOTIFICATIONS": {"default_language": "en"}}})
+    assert '<html lang="en">' in english().dashboard_page(request("/dashboard")).get_data(
+        as_text=True)  # the deployment's language, the same setting as notifications'
 
 
 def test_the_data_needs_the_token():
@@ -325,9 +437,11 @@ def test_unreachable_sources_show_as_problems_on_the_page():
 
     gateway = FakeGateway()
     gateway.matching = NoMatching()
+    gateway.notifications = NoMatching()
     answer = gateway.dashboard_data(request("/api/dashboard",
                                             {"Authorization": "Bearer sesame"}))
     assert answer.status_code == 200
     report = json.loads(answer.get_data(as_text=True))
     assert report["ok"] is False
-    assert {p["subject"] for p in report["problems"]} == {"broker", "matching"}
+    assert {p["subject"] for p in report["problems"]} == {"broker", "matching",
+                                                          "notifications"}

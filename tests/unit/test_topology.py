@@ -1,3 +1,7 @@
+import re
+
+import pytest
+
 from services.common.config import Settings
 from services.common.topology import INTAKE_DLQ, INTAKE_QUEUE, consumer_specs, policies
 
@@ -30,3 +34,19 @@ def test_policies_dead_letter_each_queue_by_name():
 def test_quorum_queues_get_a_delivery_limit():
     bodies = policies(consumer_specs(), Settings(queue_type="quorum", delivery_limit=7))
     assert bodies[f"relief-dlx-{INTAKE_QUEUE}"]["definition"]["delivery-limit"] == 7
+
+
+def test_a_partner_publisher_may_write_to_relief_intake_only():
+    from deploy.topology import publisher_permissions, publishers
+
+    perms = publisher_permissions()
+    assert perms["configure"] == perms["read"] == "^$"
+    write = re.compile(perms["write"])
+    assert write.match("relief.intake") and write.match("relief.unroutable")
+    assert not write.match("intake.events") and not write.match("relief.intake.dlq")
+    assert publishers({"RELIEF_PUBLISHERS": "hospital-erp:s3:cret, ngo-b:x"}) == {
+        "hospital-erp": "s3:cret", "ngo-b": "x"}
+    assert publishers({}) == {}
+    for bad in ("relief-intake:pw", "Hospital:pw", "nopassword", "a:"):
+        with pytest.raises(ValueError):
+            publishers({"RELIEF_PUBLISHERS": bad})

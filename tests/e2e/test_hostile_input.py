@@ -1,0 +1,200 @@
+"""Hostile and odd input, through the running system: no message stops a queue, no request
+gets a 5xx, nothing accepted is lost later for a number the door should have refused."""
+
+import json
+import uuid
+
+import pika
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deploy.local import Database, free_port
+from tests.support import System, envelope, eventually
+
+NEED = {"community_id": "QY-S03-C01", "kind": "goods", "category": "masks", "quantity": 2,
+        "unit": "piece", "urgency": "normal"}
+DEEP = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+def _dead_letters(space, marker_header: str = "x-test-id") -> dict[str, dict]:
+    """Dead letters on relief.intake.dlq by the test id each message was published with."""
+    out = {}
+    for headers, _body in space.get_messages("relief.intake.dlq", limit=2000):
+        if marker_header in headers:
+            out[headers[marker_header]] = headers
+    return out
+
+
+def _publish_raw(space, messages: list[tuple[str, bytes]]) -> None:
+    """Publish (test id, body) pairs to relief.intake, confirmed, on one channel."""
+    conn, ch = space.channel()
+    try:
+        for test_id, body in messages:
+            ch.basic_publish("relief.intake", "need_posted", body, pika.BasicProperties(
+                content_type="application/json", delivery_mode=2,
+                headers={"x-test-id": test_id}))
+    finally:
+        conn.close()
+
+
+def _good_need(system) -> str:
+    need_id = f"N-{uuid.uuid4().hex[:8]}"
+    system.space.intake("need_posted", {**NEED, "need_id": need_id})
+    return need_id
+
+
+def test_a_message_nested_too_deeply_is_dead_lettered_and_the_next_one_is_processed(system):
+    test_id = uuid.uuid4().hex
+    _publish_raw(system.space, [(test_id, DEEP)])
+    need_id = _good_need(system)
+    eventually(lambda: system.need(need_id), what="the good need after the deep one")
+    headers = eventually(lambda: _dead_letters(system.space).get(test_id))
+    assert "nested more than" in headers["x-relief-error"]
+    assert not system.services.exited()
+
+
+def test_numbers_the_services_cannot_hold_are_refused_at_the_door(system):
+    r = system.api("POST", "/api/needs", json={**NEED, "need_id": "N-big", "quantity": 1e308})
+    assert r.status_code == 400 and "quantity" in r.json()["fields"]
+    r = system.api("POST", "/api/needs", json={**NEED, "need_id": "N-tiny", "unit": "g",
+                                               "category": "disinfectant", "quantity": 1e-9})
+    assert r.status_code == 400 and "quantity" in r.json()["fields"]
+    r = system.api("POST", "/api/training", json={
+        "session_id": "T-frac", "title": "线上培训", "date": "2020-03-01", "attendances": 2.5})
+    assert r.status_code == 400 and "attendances" in r.json()["fields"]
+    r = system.api("POST", "/api/training", json={
+        "session_id": "T-huge", "title": "线上培训", "date": "2020-03-01",
+        "attendances": 2_303_756_533_703_196_349})
+    assert r.status_code == 400 and "attendances" in r.json()["fields"]
+    r = system.api("POST", "/api/needs", json={**NEED, "need_id": "N-\x00-nul"})
+    assert r.status_code == 400 and "need_id" in r.json()["fields"]
+    # the same through the exchange: a dead letter with the reason, never accepted then lost
+    event = envelope("need_posted", {**NEED, "need_id": "N-big-intake", "quantity": 1e308})
+    test_id = uuid.uuid4().hex
+    _publish_raw(system.space, [(test_id, json.dumps(event).encode())])
+    headers = eventually(lambda: _dead_letters(system.space).get(test_id))
+    assert "data.quantity" in headers["x-relief-error"]
+    assert system.api("GET", "/api/needs/N-big-intake").status_code == 404
+
+
+def test_hostile_requests_get_json_4xx_never_a_server_error(system):
+    url = system.url
+    # a bearer token that is not ASCII is a wrong token
+    r = requests.get(f"{url}/api/areas", headers={"Authorization": b"Bearer tok\xc3\xa9n"},
+                     timeout=10)
+    assert r.status_code == 401 and r.json()["error"]
+    # a link signature that is not ASCII is a wrong signature
+    r = requests.post(f"{url}/api/offers/O-1/accept?sig=%C3%A9", timeout=10)
+    assert r.status_code == 401 and r.json()["error"]
+    r = requests.get(f"{url}/api/offers/O-1/accept?sig=%C3%A9", timeout=10)
+    assert r.status_code == 401
+    # a body nested deeper than any contract needs
+    r = system.api("POST", "/api/needs", data=DEEP, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested" in r.json()["error"]
+    # not JSON at all
+    r = system.api("POST", "/api/needs", data="need_id=x", headers={
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and r.json()["error"]
+    # too large
+    r = system.api("POST", "/api/needs", data=b"[" + b"1," * 600_000 + b"1]",
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]
+    # unknown route and unknown method: JSON, not HTML
+    r = system.api("GET", "/api/nowhere")
+    assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json")
+    r = system.api("DELETE", "/api/needs")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"] and r.json()["error"]
+    for r in (system.api("GET", "/api/nowhere"), system.api("DELETE", "/api/needs")):
+        assert "Traceback" not in r.text and "<html" not in r.text.lower()
+
+
+# -- the intake consumer against arbitrary bytes and arbitrary JSON ----------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20)
+
+
+def _near_valid(data: dict) -> bytes:
+    """An envelope with a real type and data fields, but values from anywhere."""
+    env = envelope("need_posted", data)
+    return json.dumps(env, allow_nan=True).encode()
+
+
+fuzz_bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v, allow_nan=True).encode()),
+    st.fixed_dictionaries({}, optional={
+        "need_id": st.text(max_size=10) | st.integers(),
+        "community_id": st.sampled_from(["QY-S01-C01", "QY-S99-C99", ""]) | json_values,
+        "kind": st.sampled_from(["goods", "service", "x"]),
+        "category": st.sampled_from(["masks", "nothing"]),
+        "quantity": st.floats() | st.integers() | st.text(max_size=5),
+        "unit": st.sampled_from(["piece", "kg", "box", "parsec"]),
+        "urgency": st.sampled_from(["high", "whenever"]),
+        "beneficiaries": st.floats() | st.integers(),
+    }).map(_near_valid),
+    st.integers(min_value=1, max_value=60).map(lambda n: b"[" * n + b"]" * n),
+)
+
+
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(bodies=st.lists(fuzz_bodies, min_size=10, max_size=25))
+def test_the_intake_consumer_survives_arbitrary_messages_and_keeps_flowing(system, bodies):
+    batch = [(uuid.uuid4().hex, body) for body in bodies]
+    _publish_raw(system.space, batch)
+    need_id = _good_need(system)  # a good message after them is still processed
+    eventually(lambda: system.need(need_id), what="the good need after the fuzz batch")
+
+    processed = system.space.db("intake").processed
+
+    def settled() -> dict[str, str]:
+        dead = _dead_letters(system.space)
+        out = {}
+        for test_id, body in batch:
+            if test_id in dead:
+                out[test_id] = dead[test_id]["x-relief-error"]
+                continue
+            try:
+                event_id = json.loads(body)["event_id"]
+            except Exception:  # noqa: BLE001 - not an envelope: it must be a dead letter
+                continue
+            if processed.find_one({"_id": f"intake:{event_id}"}):
+                out[test_id] = "processed"
+        return out if len(out) == len(batch) else {}
+
+    outcome = eventually(settled, what="every fuzz message processed or dead-lettered")
+    assert all(reason for reason in outcome.values())  # every dead letter says why
+    assert not system.services.exited()
+
+
+# -- a dependency down -------------------------------------------------------------------------
+
+def test_with_the_database_down_reads_answer_503_without_internals(infra, tmp_path):
+    database = Database(tmp_path / "db", port=free_port())
+    database.start()
+    space = infra.new_space("db-down")
+    system = System(space, infra.base / "logs" / space.vhost)
+    system.env["MONGO_URI"] = database.uri
+    system.env["MONGO_TIMEOUT_MS"] = "1500"
+    system.start(["gateway", "intake", "matching"])
+    try:
+        assert system.api("GET", "/api/needs/x").status_code == 404
+        database.stop()
+        r = system.api("GET", "/api/needs/x")
+        assert r.status_code == 503, r.text
+        assert "Topology" not in r.text and "Error" not in r.json()["error"]
+        r = system.api("POST", "/api/needs", json={**NEED, "need_id": "N-down"})
+        assert r.status_code == 503, r.text
+        assert system.api("GET", "/health", token=None).status_code == 503
+        database.start()
+        eventually(lambda: system.api("GET", "/api/needs/x").status_code == 404,
+                   what="reads again once the database is back")
+    finally:
+        system.stop()
+        database.stop()
+

@@ -1,0 +1,295 @@
+"""Notifications' storage against the real database: what waits for a subject is never lost
+to two transactions overlapping, the periodic sweeps read only what they must (the waiting
+records, the pending messages), and documents of older versions are taken over at start."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from pymongo import MongoClient, monitoring
+from pymongo.errors import PyMongoError
+
+from services.common import contract, reference
+from services.common.config import settings
+from services.common.store import Tx
+from services.notifications import handlers, policy
+from services.notifications.courier import Courier
+from services.notifications.settings import notify_settings
+from services.notifications.store import NotificationsStore, contact_id
+
+
+class Commands(monitoring.CommandListener):
+    """Every command the store's client sends: (name, collection, filter)."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, str, dict]] = []
+        self.lock = threading.Lock()
+
+    def started(self, event):
+        name = event.command_name
+        coll = event.command.get(name)
+        if name == "find":
+            shape = event.command.get("filter") or {}
+        elif name in ("update", "delete"):
+            shape = [u.get("q") for u in event.command.get("updates") or
+                     event.command.get("deletes") or []]
+        else:
+            shape = {}
+        with self.lock:
+            self.seen.append((name, coll if isinstance(coll, str) else "-", shape))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+    def clear(self):
+        with self.lock:
+            self.seen.clear()
+
+    def on(self, collection):
+        return [(name, shape) for name, coll, shape in self.seen if coll == collection]
+
+
+@pytest.fixture
+def commands():
+    return Commands()
+
+
+@pytest.fixture
+def config(infra):
+    space = infra.new_space("notify-store")
+    return {**space.config(), "NOTIFICATIONS": {"window_seconds": 60}}
+
+
+def open_store(config, listener=None):
+    client = MongoClient(config["MONGO_URI"], tz_aware=True,
+                         event_listeners=[listener] if listener else [])
+    cfg = settings(config)
+    store = NotificationsStore(client, client[f"{cfg.db_prefix}notifications"], "notifications",
+                               None, cfg, config)
+    store.ensure_schema()
+    store.on_start()
+    return store
+
+
+@pytest.fixture
+def store(config, commands):
+    s = open_store(config, commands)
+    yield s
+    s.client.close()
+
+
+@pytest.fixture
+def ctx(store, config):
+    return handlers.Context(store, notify_settings(config),
+                            reference.load(settings(config).reference_dir), contract.now())
+
+
+def event(type_, data, source="matching"):
+    return contract.parse(contract.build(type_, data, source))
+
+
+def posted(need_id, phone):
+    return event("need_posted", {
+        "need_id": need_id, "community_id": "QY-S01-C01", "kind": "goods",
+        "category": "masks", "quantity": 100, "unit": "piece", "urgency": "high",
+        "contact": {"name": "王芳", "phone": phone}}, source="intake")
+
+
+def assigned(need_id, quantity=60):
+    return event("assignment_made", {
+        "assignment_id": f"A-{uuid.uuid4().hex[:8]}", "need_id": need_id,
+        "community_id": "QY-S01-C01", "category": "masks", "quantity": quantity,
+        "unit": "piece", "lot_id": "D-1", "lot_quantity": quantity, "lot_unit": "piece",
+        "location_id": "QY-S01-C01", "tier_distance": 0, "value_yuan": 30.0})
+
+
+def fulfilled(need_id):
+    return event("need_fulfilled", {"need_id": need_id, "community_id": "QY-S01-C01",
+                                    "category": "masks", "quantity": 100, "unit": "piece"})
+
+
+def handle(store, ctx, use_case, ev):
+    """As the service does: in the event's transaction, then what it may remember."""
+    def work(tx):
+        ctx.after_commit.clear()
+        return use_case(ctx, tx, ev)
+
+    result = store.atomically(work, event=ev, consumer=use_case.__name__)
+    for remember in ctx.after_commit:
+        remember()
+    return result
+
+
+def uid(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def phone():
+    return "138" + str(uuid.uuid4().int)[:8]
+
+
+def test_messages_waiting_for_a_need_are_adopted_even_when_its_posting_overlaps_one(
+        store, ctx):
+    """The need's second message is stored while its need_posted is being handled: the two
+    transactions conflict (one retries and sees the other), so nothing waits for ever."""
+    nid = uid("N")
+    handle(store, ctx, handlers.on_assignment_made, assigned(nid))  # overtook need_posted
+
+    with store.client.start_session() as first, store.client.start_session() as second:
+        first.start_transaction()
+        handlers.on_need_fulfilled(ctx, Tx(store.db, first, "notifications"), fulfilled(nid))
+        second.start_transaction()
+        with pytest.raises(PyMongoError) as caught:
+            handlers.on_need_posted(ctx, Tx(store.db, second, "notifications"),
+                                    posted(nid, phone()))
+            second.commit_transaction()
+        assert caught.value.has_error_label("TransientTransactionError")
+        if second.in_transaction:
+            try:
+                second.abort_transaction()
+            except PyMongoError:
+                pass
+        first.commit_transaction()
+
+    handle(store, ctx, handlers.on_need_posted, posted(nid, phone()))  # as a retry would
+    shown = store.messages_for_need(nid)
+    assert sorted(m["template"] for m in shown) == ["assignment_made", "need_fulfilled"]
+    assert all(m["recipient"] and m.get("due_at") and "awaiting" not in m for m in shown)
+    assert store.db.awaiting.find_one({"_id": f"need:{nid}"}) is None
+
+
+def test_the_awaiting_sweep_reads_only_the_awaiting_records(store, ctx, config, commands):
+    old, young = uid("N"), uid("N")
+    for nid in (old, young):
+        handle(store, ctx, handlers.on_assignment_made, assigned(nid))
+    # what a long-running system holds: many messages long delivered
+    store.db.messages.insert_many([{"_id": uid("sent"), "state": "sent", "template": "x",
+                                    "created_at": contract.now()} for _ in range(50)])
+    hours_ago = contract.now() - timedelta(hours=2)
+    [waiting] = store.messages_for_need(old)
+    store.db.messages.update_one({"_id": waiting["_id"]}, {"$set": {"created_at": hours_ago}})
+    store.db.awaiting.update_one({"_id": f"need:{old}"}, {"$set": {"since": hours_ago}})
+
+    commands.clear()
+    courier = Courier(notify_settings({**config, "NOTIFICATIONS": {
+        "orphan_timeout_seconds": 3600}}), {})
+    assert courier.sweep_orphans(store, contract.now()) == 1
+
+    assert [shape for name, shape in commands.on("awaiting") if name == "find"][0] == {}
+    for name, shape in commands.on("messages"):
+        shapes = shape if isinstance(shape, list) else [shape]
+        assert all(set(s) <= {"_id", "state"} and "_id" in s for s in shapes), (name, shape)
+    dead = store.message(waiting["_id"])
+    assert dead["state"] == "dead" and "awaiting" not in dead
+    assert dead["reason"] == f"its recipient never became known (nothing arrived for " \
+                             f"need:{old})"
+    assert store.messages_for_need(young)[0]["state"] == "queued"
+    assert store.db.awaiting.find_one({"_id": f"need:{old}"}) is None
+    assert store.db.awaiting.find_one({"_id": f"need:{young}"})
+
+
+def test_the_courier_finds_due_messages_by_their_state_not_by_a_range(store, ctx, commands):
+    nid = uid("N")
+    handle(store, ctx, handlers.on_need_posted, posted(nid, phone()))
+    handle(store, ctx, handlers.on_need_fulfilled, fulfilled(nid))
+    store.db.messages.insert_many([{"_id": uid("sent"), "state": "sent", "template": "x",
+                                    "created_at": contract.now()} for _ in range(50)])
+    recipient = store.messages_for_need(nid)[0]["recipient"]
+    commands.clear()
+    later = contract.now() + timedelta(minutes=5)  # past the window
+    assert [m["recipient"] for m in store.due_messages(later)] == [recipient]
+    assert store.due_messages(contract.now()) == []  # within its window: not due yet
+    finds = [shape for name, shape in commands.on("messages") if name == "find"]
+    assert finds and all(shape == {"state": {"$in": ["queued", "failed"]}} for shape in finds)
+
+
+def test_a_repeated_assignment_is_counted_once_and_told_once(store, ctx):
+    nid = uid("N")
+    handle(store, ctx, handlers.on_need_posted, posted(nid, phone()))
+    first = assigned(nid, quantity=60)
+    handle(store, ctx, handlers.on_assignment_made, first)
+    again = event("assignment_made", first.data)  # the same assignment, a new event id
+    handle(store, ctx, handlers.on_assignment_made, again)
+    handle(store, ctx, handlers.on_assignment_made, assigned(nid, quantity=40))
+    shown = sorted(store.messages_for_need(nid), key=lambda m: m["params"]["assigned"])
+    assert [(m["params"]["assigned"], m["params"]["partial"]) for m in shown] == [
+        (60, True), (100, False)]
+
+
+def test_documents_of_the_previous_version_are_taken_over_at_start(config):
+    """Messages that waited before ``awaiting`` records existed get one, and a contact whose
+    phone a managed recipient has points at it."""
+    plain = MongoClient(config["MONGO_URI"], tz_aware=True)
+    db = plain[f"{settings(config).db_prefix}notifications"]
+    nid, p = uid("N"), phone()
+    key = policy.phone_key(p)
+    db.messages.insert_one({"_id": uid("m"), "template": "need_fulfilled", "recipient": None,
+                            "priority": "normal", "language": "zh-CN", "state": "queued",
+                            "params": {"need_id": nid, "quantity": 100, "unit": "piece",
+                                       "category": "masks"},
+                            "awaiting": f"need:{nid}", "attempts": 0,
+                            "created_at": contract.now(), "need_id": nid})
+    db.recipients.insert_one({"_id": "coord-old", "managed": True, "kind": "managed",
+                              "phone": p, "phone_key": key, "email": "old@example.org"})
+    db.messages.create_index("awaiting")  # what the previous version queried
+    store = open_store(config)
+    try:
+        assert store.db.awaiting.find_one({"_id": f"need:{nid}"})
+        assert store.recipient(contact_id(key))["managed_by"] == "coord-old"
+        ctx = handlers.Context(store, notify_settings(config),
+                               reference.load(settings(config).reference_dir), contract.now())
+        handle(store, ctx, handlers.on_need_posted, posted(nid, p))
+        [message] = store.messages_for_need(nid)
+        assert message["recipient"] == "coord-old" and "awaiting" not in message
+        assert "awaiting_1" not in store.db.messages.index_information()
+    finally:
+        store.client.close()
+        plain.close()
+
+
+def test_news_for_a_donor_who_left_no_contact_needs_no_transaction(store, ctx, commands):
+    def donation(lot, contact=None):
+        donor = {"name": "成都启毅农业科技有限公司", "kind": "company"}
+        if contact:
+            donor["contact"] = contact
+        return event("donation_received", {"donation_id": lot, "donor": donor,
+                                           "location_id": "QY-S01", "category": "masks",
+                                           "quantity": 100, "unit": "piece",
+                                           "value_yuan": 50}, source="intake")
+
+    def dispatched(lot, reason="allocated"):
+        return event("stock_changed", {"lot_id": lot, "category": "masks",
+                                       "location_id": "QY-S01", "delta": -60,
+                                       "available": 40, "unit": "piece", "reason": reason,
+                                       "assignment_id": uid("A")}, source="donations")
+
+    anonymous, known, unseen = uid("D"), uid("D"), uid("D")
+    handle(store, ctx, handlers.on_donation_received, donation(anonymous))
+    handle(store, ctx, handlers.on_donation_received,
+           donation(known, {"name": "赵强", "phone": phone()}))
+    commands.clear()
+    assert handlers.changes_nothing(store, dispatched(anonymous))
+    assert handlers.changes_nothing(store, dispatched(known, reason="written_off"))
+    assert not handlers.changes_nothing(store, dispatched(known))
+    assert not handlers.changes_nothing(store, dispatched(unseen))  # in doubt: handled
+    assert commands.seen == []  # decided without a request
+
+
+def test_a_mailbox_is_held_by_one_courier_at_a_time(store):
+    recipient, now = uid("r"), contract.now()
+    lease = now + timedelta(seconds=30)
+    assert store.claim_mailbox(recipient, now, lease, "a")  # the first claim creates it
+    assert not store.claim_mailbox(recipient, now, lease, "b")
+    store.release_mailbox(None, recipient, "b")  # not b's to release
+    assert not store.claim_mailbox(recipient, now, lease, "b")
+    store.release_mailbox(None, recipient, "a", {"last_sent_at": now})
+    assert store.claim_mailbox(recipient, now, lease, "b")
+    # a lease left by a courier that died is someone else's once it ran out
+    assert store.claim_mailbox(recipient, lease + timedelta(seconds=1),
+                               lease + timedelta(seconds=31), "a")
