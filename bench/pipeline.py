@@ -160,6 +160,54 @@ def tree_of(process: subprocess.Popen | None) -> Callable[[], list[int]]:
     return lambda: process_tree(process.pid) if process and process.poll() is None else []
 
 
+# -- on-call reads during a burst ---------------------------------------------------------------
+class OnCallWatch:
+    """Reads what on-call reads (``/health``, ``GET /api/status``, ``GET /api/dashboard``,
+    ``GET /api/needs/<id>``), one after another, for as long as a burst runs; each read's
+    time is kept, a read that fails or takes longer than 10 s counts as failed."""
+
+    PATHS = ("/health", "/api/status", "/api/dashboard", "/api/needs/{need_id}")
+
+    def __init__(self, url: str, token: str, need_id: str):
+        self.url, self.token, self.need_id = url, token, need_id
+        self.times: dict[str, list[float]] = {p: [] for p in self.PATHS}
+        self.failed: dict[str, int] = dict.fromkeys(self.PATHS, 0)
+        self.running = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> OnCallWatch:
+        self.running.set()
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        import requests
+
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.token}"
+        while self.running.is_set():
+            for path in self.PATHS:
+                started = time.perf_counter()
+                try:
+                    answer = session.get(self.url + path.format(need_id=self.need_id),
+                                         timeout=10)
+                    ok = answer.status_code in (200, 404)  # the need may not be there yet
+                except requests.RequestException:
+                    ok = False
+                if ok:
+                    self.times[path].append(time.perf_counter() - started)
+                else:
+                    self.failed[path] += 1
+            time.sleep(0.2)
+
+    def stop(self) -> dict[str, Any]:
+        self.running.clear()
+        self.thread.join(timeout=15)
+        return {path: {"reads": len(t), "failed": self.failed[path],
+                       "p50_s": percentile(t, 50), "max_s": max(t, default=float("nan"))}
+                for path, t in self.times.items()}
+
+
 # -- the database server's own counters -----------------------------------------------------
 class DbCounters:
     """Requests the database server counted: ``serverStatus`` opcounters (every command, by
@@ -173,7 +221,7 @@ class DbCounters:
         self.note = ""
 
     def read(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ops": {}, "by_service": {}}
+        out: dict[str, Any] = {"ops": {}, "by_service": {}, "by_collection": {}}
         try:
             ops = self.client.admin.command("serverStatus").get("opcounters") or {}
             out["ops"] = {k: int(ops.get(k, 0)) for k in self.BUCKETS}
@@ -187,6 +235,7 @@ class DbCounters:
                 service = ns.split(".", 1)[0][len(self.prefix):]
                 count = int(sections.get("total", {}).get("count", 0))
                 out["by_service"][service] = out["by_service"].get(service, 0) + count
+                out["by_collection"][ns[len(self.prefix):]] = count
         except Exception as exc:  # noqa: BLE001
             self.note = (self.note + "; " if self.note else "") + f"top unavailable ({exc})"
         return out
@@ -194,7 +243,7 @@ class DbCounters:
     @staticmethod
     def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         return {part: {k: v - before[part].get(k, 0) for k, v in after[part].items()}
-                for part in ("ops", "by_service")}
+                for part in ("ops", "by_service", "by_collection")}
 
 
 # -- the broker: publisher, probe, queue depths ---------------------------------------------
@@ -714,13 +763,19 @@ class Bench:
     def pipeline_burst(self, n: int, timeout: float, stall: float) -> dict[str, Any]:
         ids = self.next_ids("P", n)
         cpu0, db0, dlq0 = self.cpu.read(), self.counters.read(), self.dead_letters()
-        start, _ = self.post_needs(ids)
-        complete = self.wait_seen(self.probe, "fulfilled", set(ids), timeout, stall)
+        batches0 = self.batches()
+        watch = OnCallWatch(self.system.url, self.system.TOKEN, ids[0]).start()
+        try:
+            start, _ = self.post_needs(ids)
+            complete = self.wait_seen(self.probe, "fulfilled", set(ids), timeout, stall)
+        finally:
+            on_call = watch.stop()
         seen = self.probe.times("fulfilled", ids)
         end = max(seen.values()) if seen else time.perf_counter()
         drained_load = load1()
         settled = time.perf_counter() + self.settle() - start
         cpu1, db1 = self.cpu.read(), self.counters.read()
+        batches1 = self.batches()
         fulfilled = self.fulfilled_in_matching(ids)
         elapsed = end - start
         return {
@@ -730,7 +785,30 @@ class Bench:
             "dead_lettered": self.dead_letters() - dlq0,
             "dead_letters": self.dead_letter_detail(),
             "cpu_ms": CpuMeter.delta(cpu0, cpu1), "db": DbCounters.delta(db0, db1),
+            "on_call": on_call,
+            "batches": {name: [after[i] - batches0.get(name, (0.0, 0.0))[i] for i in (0, 1)]
+                        for name, after in batches1.items()},
             "load": drained_load, "per": max(fulfilled, 1)}
+
+    def batches(self) -> dict[str, tuple[float, float]]:
+        """Each service's committed batch transactions and the events they held, from its
+        own metrics (``relief_batches_total``, ``relief_batch_events_total``)."""
+        import requests
+
+        out = {}
+        for name, port in self.system.services.web_ports.items():
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.RequestException:
+                continue
+            batches = events = 0.0
+            for line in text.splitlines():
+                if line.startswith("relief_batches_total{") and 'outcome="committed"' in line:
+                    batches += float(line.rsplit(" ", 1)[1])
+                elif line.startswith("relief_batch_events_total{"):
+                    events += float(line.rsplit(" ", 1)[1])
+            out[name] = (batches, events)
+        return out
 
     def chain_burst(self, n: int) -> dict[str, Any]:
         keys = self.chain_keys(n)
@@ -1103,6 +1181,15 @@ def report(level: Level, bench: Bench, sizes: Sizes) -> str:
         out.append("  bare chain, CPU-ms per event: " + ", ".join(
             f"{k} {v:.2f}" for k, v in b_cpu.items()) + f"; total {sum(b_cpu.values()):.2f}")
 
+    if burst.get("on_call"):
+        out.append("  on-call reads during the burst (one after another): " + "; ".join(
+            f"{path} {w['reads']} reads, p50 {fmt_ms(w['p50_s'])} ms, max {fmt_ms(w['max_s'])} ms"
+            + (f", {w['failed']} failed" if w["failed"] else "")
+            for path, w in burst["on_call"].items()))
+    sizes = {k: (n, e) for k, (n, e) in burst.get("batches", {}).items() if n}
+    if sizes:
+        out.append("  events per committed batch in the burst: " + ", ".join(
+            f"{k} {e / n:.1f} ({int(n)} batches)" for k, (n, e) in sorted(sizes.items())))
     db = burst["db"]
     ops, by_service = db["ops"], db["by_service"]
     per = burst["per"]
@@ -1122,10 +1209,17 @@ def report(level: Level, bench: Bench, sizes: Sizes) -> str:
             rows.append(["not tied to a collection (transactions, sessions, hello)",
                          f"{(total_ops - named) / per:.1f}"])
             out.append(table(rows))
+            busiest = sorted(db.get("by_collection", {}).items(), key=lambda kv: -kv[1])[:12]
+            rows = [["collection", "requests/need"]]
+            rows += [[k, f"{v / per:.2f}"] for k, v in busiest if v]
+            out.append(table(rows))
         r["summary"]["db_requests_per_need"] = total_ops / per
     else:
         out.append(f"  not available from this server: {bench.counters.note}")
-    r["summary"].update({"burst_per_s": burst["per_s"], "burst_drain_s": burst["elapsed_s"],
+    r["summary"].update({"on_call_max_s": max(
+                             (w["max_s"] for w in (burst.get("on_call") or {}).values()
+                              if w["reads"]), default=None),
+                         "burst_per_s": burst["per_s"], "burst_drain_s": burst["elapsed_s"],
                          "cpu_ms_per_need": total / per,
                          "p99_at_50": next((x["p99"] for x in r["latency"]
                                             if x.get("rate") == 50 and "p99" in x), None)})
@@ -1161,6 +1255,10 @@ def targets(levels: list[Level], burst: int) -> str:
         lines.append(f"  10,000-need burst <= 120 s: this run's {burst:,} burst at "
                      f"{fmt_rate(b['per_s'])} needs/s would take ~{at:,.0f} s "
                      f"(run --burst 10000 to measure)")
+    slowest = first.get("on_call_max_s")
+    if slowest is not None:
+        lines.append(f"  on-call reads answer within 1 s during the burst: slowest "
+                     f"{fmt_ms(slowest)} ms - {mark(slowest <= 1.0, slowest <= 1.0)}")
     by_stored = {lv.stored: lv.results["summary"]["a_per_s"] for lv in levels}
     if 1000 in by_stored and 100_000 in by_stored and by_stored[1000]:
         share = by_stored[100_000] / by_stored[1000]

@@ -191,6 +191,7 @@ class Batcher:
                   items: list[tuple[ReliableConsumer, Any, contract.Event]]) -> None:
         started = time.monotonic()
         batch = Batch(store)
+        batch.mark([f"{provider.consumer_key}:{event.event_id}" for provider, _, event in items])
         try:
             for provider, _, event in items:
                 failed = provider.run_in_batch(batch, event)
@@ -231,8 +232,9 @@ class ReliableConsumer(Entrypoint):
 
     queue_consumer = ReliableQueueConsumer()
 
-    def __init__(self, batch: bool = False, **kwargs: Any):
+    def __init__(self, batch: bool = False, marker: str | None = None, **kwargs: Any):
         self.batch = batch
+        self.marker = marker
         super().__init__(**kwargs)
         self.queue: Queue | None = None
         self.spec: QueueSpec | None = None
@@ -241,8 +243,10 @@ class ReliableConsumer(Entrypoint):
     @property
     def consumer_key(self) -> str:
         """What this consumer's processed markers are keyed by (with the event id): the
-        handler's name, so that two handlers of one event in a service keep apart."""
-        return self.method_name
+        handler's name, so that two handlers of one event in a service keep apart; or the
+        ``marker`` named, where another entrypoint handles the same events (and so must find
+        the same markers)."""
+        return self.marker or self.method_name
 
     # -- subclasses say where they listen and what they accept ----------------------------
     def queue_spec(self, service_name: str, method_name: str) -> QueueSpec:

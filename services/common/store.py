@@ -58,6 +58,9 @@ DUPLICATE: Any = _Duplicate()
 """Returned by ``atomically`` when the event was already processed."""
 
 
+_DEFERRED = "_before_commit"  # the key of a transaction's deferred writes in ``Tx.shared``
+
+
 class Tx:
     """One transaction: its session, its database and the events it will emit."""
 
@@ -80,6 +83,18 @@ class Tx:
                                   occurred_at=occurred_at)
         self.events.append(envelope)
         return envelope
+
+    def before_commit(self, key: str, write: Callable[[], None]) -> None:
+        """Run ``write`` once, just before the transaction (a batch's, if it is in one)
+        commits. A later write under the same key replaces an earlier one: a document that
+        several events of a batch change is written once, in its last state."""
+        self.shared.setdefault(_DEFERRED, {})[key] = write
+
+    def flush(self) -> None:
+        """Run the writes deferred to the commit (see :meth:`before_commit`)."""
+        deferred = self.shared.pop(_DEFERRED, None) or {}
+        for write in deferred.values():
+            write()
 
 
 class ConfirmWindow:
@@ -262,10 +277,26 @@ class Batch:
         self.events: list[dict[str, Any]] = []
         self.after_commit: list[Callable[[], None]] = []
         self.shared: dict[str, Any] = {}
+        self.marked: set[str] = set()
         Batch.open_batches[self.id] = self
 
+    def mark(self, keys: list[str]) -> None:
+        """Write the processed markers of the batch's events in one request, before any
+        handler runs (the order a transaction of its own writes them in). A marker already
+        there (a redelivered event) fails the batch, which then goes one by one."""
+        if not keys:
+            return
+        at = contract.now()
+        try:
+            self.store.db.processed.insert_many([{"_id": key, "at": at} for key in keys],
+                                                session=self.session)
+        except PyMongoError as exc:
+            self.abort()
+            raise BatchFailed(f"markers: {type(exc).__name__}: {exc}"[:500]) from exc
+        self.marked.update(keys)
+
     def join(self, work: Callable[[Tx], Any], key: str | None) -> Any:
-        if key:
+        if key and key not in self.marked:
             # the marker first, as a transaction of its own does: every transaction then
             # writes its collections in the same order (the local database server makes a
             # transaction wait for another's writes, so two orders could wait on each other);
@@ -284,6 +315,7 @@ class Batch:
         always safe: what did commit is found by its markers)."""
         db, session = self.store.db, self.session
         try:
+            Tx(db, session, self.store.source, self.shared).flush()
             if self.events:
                 at = contract.now()
                 db.outbox.insert_many(
@@ -419,6 +451,7 @@ class BaseStore:
                 self.db.processed.insert_one({"_id": key, "at": contract.now()}, session=session)
             tx = Tx(self.db, session, self.source)
             result = work(tx)
+            tx.flush()
             if tx.events:
                 at = contract.now()
                 self.db.outbox.insert_many(

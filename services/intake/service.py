@@ -32,7 +32,7 @@ class IntakeService(ServiceEndpoints):
     reference = ReferenceProvider()
     config = Config()
 
-    @on_intake(batch=True)
+    @on_intake(batch=True, marker=CONSUMER)  # the markers the gateway's submissions use
     def accept(self, event: contract.Event) -> None:
         self._accept(event)
 

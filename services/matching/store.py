@@ -108,11 +108,30 @@ class MatchingStore(BaseStore):
         values = {k: v for k, v in need.items() if k != "_id"}
         result = self.db.needs.update_one({"_id": need["_id"]}, {"$setOnInsert": values},
                                           upsert=True, session=tx.session)
-        return result.upserted_id is not None
+        if result.upserted_id is None:
+            return False
+        # not in the open index yet: a need met at once is never written there
+        tx.shared.setdefault("unlisted", set()).add(need["_id"])
+        known = tx.shared.get("open_needs", {}).get(need["category"])
+        if known is not None and need.get("open_category"):
+            known[need["_id"]] = need
+        return True
 
     def open_needs(self, tx: Tx, category: str) -> list[dict[str, Any]]:
-        # ``open_category`` is set only while a need is open: a selective equality.
-        return list(self.db.needs.find({"open_category": category}, session=tx.session))
+        """The open needs of a category, read once per transaction (per batch): later calls
+        get them as this transaction left them (the same documents a plan changes; a need
+        inserted or met here is added or dropped; any other change to a need forgets them)."""
+        known = tx.shared.setdefault("open_needs", {})
+        if category not in known:
+            # ``open_category`` is set only while a need is open: a selective equality.
+            known[category] = {d["_id"]: d for d in self.db.needs.find(
+                {"open_category": category}, session=tx.session)}
+        return list(known[category].values())
+
+    @staticmethod
+    def _changed_needs(tx: Tx) -> None:
+        """A need changed otherwise than by a plan: the open needs read are read again."""
+        tx.shared.pop("open_needs", None)
 
     def record_allocations(self, tx: Tx, need_id: str, fulfilled: int, status: str,
                            assignments: list[dict[str, Any]]) -> None:
@@ -122,11 +141,15 @@ class MatchingStore(BaseStore):
         }
         if status == "fulfilled":
             update["$unset"] = {"open_category": ""}
-            self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
+            for known in tx.shared.get("open_needs", {}).values():
+                known.pop(need_id, None)
+            if need_id not in tx.shared.get("unlisted", ()):
+                self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
         self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
 
     def index_open(self, tx: Tx, need: dict[str, Any], escalate_at: Any) -> None:
         """List an open need in the small index the timer and the status page read."""
+        tx.shared.get("unlisted", set()).discard(need["_id"])
         self.db.open_index.replace_one(
             {"_id": need["_id"]},
             {"category": need["category"], "tier": need.get("tier", "community"),
@@ -136,9 +159,17 @@ class MatchingStore(BaseStore):
 
     def count_assignments(self, tx: Tx, category: str, hour: str, made: int) -> None:
         """Assignments per hour, kept on the category's clock document (which every
-        transaction of the category writes already, so this adds no contention)."""
-        self.db.category_clock.update_one({"_id": category}, {"$inc": {f"made.{hour}": made}},
-                                          upsert=True, session=tx.session)
+        transaction of the category writes already, so this adds no contention). The counts
+        of a transaction (of a whole batch) are written once, as it commits."""
+        counts = tx.shared.setdefault("assignment_counts", {}).setdefault(category, {})
+        counts[hour] = counts.get(hour, 0) + made
+
+        def write() -> None:
+            self.db.category_clock.update_one(
+                {"_id": category}, {"$inc": {f"made.{h}": n for h, n in counts.items()}},
+                upsert=True, session=tx.session)
+
+        tx.before_commit(f"assignment_counts:{category}", write)
 
     def assignment_counts(self) -> list[dict[str, Any]]:
         """Each category's assignments per hour (one small document per category)."""
@@ -160,6 +191,7 @@ class MatchingStore(BaseStore):
     def escalate(self, tx: Tx, need_id: str, from_tier: str, to_tier: str,
                  escalate_at: Any) -> bool:
         """Move an open need one tier up, once (a conditional update on its current tier)."""
+        self._changed_needs(tx)
         result = self.db.needs.update_one(
             {"_id": need_id, "tier": from_tier, "open_category": {"$exists": True}},
             {"$set": {"tier": to_tier}, "$push": {"escalations": {
@@ -173,6 +205,7 @@ class MatchingStore(BaseStore):
 
     def close(self, tx: Tx, need_id: str, status: str) -> bool:
         """Close an open need (expired); False if it was no longer open."""
+        self._changed_needs(tx)
         result = self.db.needs.update_one(
             {"_id": need_id, "open_category": {"$exists": True}},
             {"$set": {"status": status}, "$unset": {"open_category": ""}}, session=tx.session)
@@ -216,6 +249,7 @@ class MatchingStore(BaseStore):
 
     def set_offer(self, tx: Tx, need_id: str, offer: dict[str, Any] | None,
                   status: str, offered_to: str | None = None) -> None:
+        self._changed_needs(tx)
         update: dict[str, Any] = {"$set": {"offer": offer, "status": status}}
         if offered_to:
             update["$push"] = {"offered_to": offered_to}
@@ -226,6 +260,7 @@ class MatchingStore(BaseStore):
 
     def fulfil_service(self, tx: Tx, need_id: str, offer_id: str, fulfilled_milli: int,
                        assignment: dict[str, Any]) -> bool:
+        self._changed_needs(tx)
         result = self.db.needs.update_one(
             {"_id": need_id, "offer.offer_id": offer_id, "status": "offered"},
             {"$set": {"status": "fulfilled", "offer": None, "fulfilled_milli": fulfilled_milli},
@@ -242,27 +277,40 @@ class MatchingStore(BaseStore):
         self.db.supply.insert_one(lot, session=tx.session)
         if lot["available"] > 0:
             bin_id = f"{lot['category']}|{lot['location_id']}"
-            current = self.db.bins.find_one({"_id": bin_id}, session=tx.session)
-            entries = (current or {}).get("lots", []) + [bin_entry(lot)]
+            current = self.load_bins(tx, lot["category"], [lot["location_id"]])
+            entries = current.get(bin_id, []) + [bin_entry(lot)]
             self.save_bin(tx, bin_id, entries, contract_now())
         return True
 
     def load_bins(self, tx: Tx, category: str, locations: list[str]
                   ) -> dict[str, list[dict[str, Any]]]:
-        """Each warehouse's live lots of a category, in the order they are used."""
+        """Each warehouse's live lots of a category, in the order they are used. A bin is
+        read once per transaction (per batch): later reads get it as this transaction left
+        it (the entries are the same objects a plan changes, and :meth:`save_bin` keeps
+        what it saved)."""
+        seen = tx.shared.setdefault("bins", {})
         out = {}
         for location in locations:
-            doc = self.db.bins.find_one({"_id": f"{category}|{location}"}, session=tx.session)
-            if doc and doc.get("lots"):
-                out[doc["_id"]] = doc["lots"]
+            bin_id = f"{category}|{location}"
+            if bin_id not in seen:
+                doc = self.db.bins.find_one({"_id": bin_id}, session=tx.session)
+                seen[bin_id] = (doc or {}).get("lots") or []
+            if seen[bin_id]:
+                out[bin_id] = seen[bin_id]
         return out
 
     def save_bin(self, tx: Tx, bin_id: str, entries: list[dict[str, Any]], now: Any) -> None:
-        """Keep the lots that can still be used (not empty, not expired), in use order."""
+        """Keep the lots that can still be used (not empty, not expired), in use order. The
+        bin is written once, as the transaction (the batch) commits, in its last state."""
         live = sorted((e for e in entries if e["available"] > 0 and not _expired(e, now)),
                       key=bin_order)
-        self.db.bins.replace_one({"_id": bin_id}, {"lots": live}, upsert=True,
-                                 session=tx.session)
+        tx.shared.setdefault("bins", {})[bin_id] = live
+
+        def write() -> None:
+            self.db.bins.replace_one({"_id": bin_id}, {"lots": live}, upsert=True,
+                                     session=tx.session)
+
+        tx.before_commit(f"bin:{bin_id}", write)
 
     def claim(self, tx: Tx, lot_id: str, quantity: int, taken_fen: int | None = None) -> None:
         """Take ``quantity`` from a lot, never below zero (a conditional atomic update).

@@ -184,10 +184,16 @@ class NotificationsStore(BaseStore):
     def subject(self, tx: Tx, key: str, remember: bool = True) -> dict[str, Any] | None:
         """The subject as this transaction sees it. ``remember=False`` when the transaction
         wrote it already (what it sees is not committed yet)."""
+        seen = tx.shared.setdefault("subjects", {})  # as this transaction (batch) left them
+        if key in seen:
+            return None if seen[key] is None else dict(seen[key])
         doc = self.db.subjects.find_one({"_id": key}, session=tx.session)
-        # a batch's reads may see an earlier event's writes, committed only with the batch
-        if remember and self.batch is None and doc is not None and doc.get("known"):
-            self.recent_subjects.put(key, doc)
+        seen[key] = None if doc is None else dict(doc)
+        if remember and doc is not None and doc.get("known"):
+            if self.batch is None:
+                self.recent_subjects.put(key, doc)
+            else:  # a batch's reads may see an earlier event's writes, not committed yet
+                tx.after_commit.append(lambda: self.recent_subjects.put(key, doc))
         return doc
 
     def known_subject(self, tx: Tx, key: str) -> dict[str, Any] | None:
@@ -203,7 +209,19 @@ class NotificationsStore(BaseStore):
             update["$inc"] = inc
         result = self.db.subjects.update_one({"_id": key}, update, upsert=True,
                                              session=tx.session)
-        return result.upserted_id is not None
+        created = result.upserted_id is not None
+        # what this transaction now knows of the subject, so that it need not read it again
+        seen = tx.shared.setdefault("subjects", {})
+        known = seen.get(key)
+        if created:
+            seen[key] = {"_id": key, **fields, **(inc or {})}
+        elif known is not None:
+            known.update(fields)
+            for name, by in (inc or {}).items():
+                known[name] = known.get(name, 0) + by
+        else:
+            seen.pop(key, None)  # it existed, but was not read here
+        return created
 
     # -- messages -----------------------------------------------------------------------
     def message(self, message_id: str, tx: Tx | None = None) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ REMEMBERED: Counter = Counter()
 
 
 class ProbeStore(BaseStore):
-    collections = {"seen": []}
+    collections = {"seen": [], "totals": []}
 
 
 class BatchProbe:
@@ -40,6 +40,11 @@ class BatchProbe:
             tx.emit("need_fulfilled", {"need_id": event.data["need_id"], "community_id": "C",
                                        "category": "masks", "quantity": 1, "unit": "piece"})
             tx.after_commit.append(lambda: REMEMBERED.update([event.event_id]))
+            # a document the events of a transaction share, written once as it commits
+            tx.shared["counted"] = tx.shared.get("counted", 0) + 1
+            tx.before_commit("total", lambda: tx.db.totals.update_one(
+                {"_id": "total"}, {"$inc": {"events": tx.shared["counted"], "writes": 1}},
+                upsert=True, session=tx.session))
 
         self.store.atomically(work, event=event)  # marked as the "handle" consumer's
 
@@ -95,4 +100,8 @@ def test_a_burst_is_handled_in_batches_with_the_same_outcome_as_one_by_one(space
                  space.get_messages(probe, limit=200)]
     assert sorted(published) == sorted(e["data"]["need_id"] for e in good)
     assert db.outbox.count_documents({}) == 0
+    # the deferred write counted every event once, in fewer writes than events
+    total = db.totals.find_one({"_id": "total"})
+    assert total["events"] == len(good)
+    assert total["writes"] == len(good) - sum(n - 1 for n in batched.values())
     assert {k: REMEMBERED[k] for k in seen} == {k: 1 for k in seen}  # after commit, once

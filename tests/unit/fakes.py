@@ -86,6 +86,7 @@ class FakeStore:
         tx = Tx(None, None, self.source)  # type: ignore[arg-type]
         try:
             result = work(tx)
+            tx.flush()
         except BaseException:
             for collection, docs in zip(self._collections(), before, strict=True):
                 collection.docs = docs
