@@ -11,6 +11,7 @@ HTTP bodies are rejected (:class:`Strict`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -608,16 +609,23 @@ def describe(errors: dict) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(flat.items()))
 
 
+@functools.cache
+def _schema(cls: type[Schema]) -> Schema:
+    """One instance per schema class: building one copies every declared field, which cost
+    more than loading an event; the contract's schemas keep no state between loads."""
+    return cls()
+
+
 def parse(envelope: Any) -> Event:
     """Validate an envelope (already decoded from JSON) and its data; raise ContractError."""
     if not isinstance(envelope, dict):
         raise ContractError("the message is not a JSON object")
     try:
-        env = EnvelopeSchema().load(envelope)
+        env = _schema(EnvelopeSchema).load(envelope)
     except ValidationError as exc:
         raise ContractError(describe(exc.messages), exc.messages) from None
     try:
-        data = EVENT_SCHEMAS[env["type"]]().load(env["data"])
+        data = _schema(EVENT_SCHEMAS[env["type"]]).load(env["data"])
     except ValidationError as exc:
         errors = {"data": exc.messages}
         raise ContractError(describe(errors), errors) from None
@@ -643,7 +651,7 @@ def build(
     occurred_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Make a JSON-ready envelope for ``data`` (Python values), checked against its schema."""
-    schema = EVENT_SCHEMAS[type_]()
+    schema = _schema(EVENT_SCHEMAS[type_])
     # optional fields travel absent, not null
     dumped = schema.dump({k: v for k, v in data.items() if v is not None})
     errors = schema.validate(dumped)
