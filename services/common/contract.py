@@ -233,7 +233,9 @@ class HealthCheckReported(DataSchema):
 
 
 class AssignmentMade(DataSchema):
-    """Matching allocated part (or all) of a need from one lot."""
+    """Matching allocated part (or all) of a need from one lot. need_quantity is what the
+    need asks and need_assigned what it has been given with this assignment counted, both in
+    the need's unit (optional: events published before they existed lack them)."""
 
     assignment_id = _id(required=True)
     need_id = _id(required=True)
@@ -249,6 +251,8 @@ class AssignmentMade(DataSchema):
     value_yuan = _money(required=True)
     programme = fields.String()
     explanation = fields.String()
+    need_quantity = _positive()
+    need_assigned = _positive()
 
 
 class NeedFulfilled(DataSchema):

@@ -168,6 +168,7 @@ def _record(u: Unit, need_doc: dict[str, Any], allocations: list[engine.Allocati
     store, tx, now = u.store, u.tx, u.now
     fulfilled = need_doc["fulfilled_milli"]
     records = []
+    asked = units.from_milli(need_doc["quantity_milli"], need_doc["unit"])
     for alloc in allocations:
         lot = lots_by_id[alloc.lot_id]
         # the share of the lot's value is cumulative, so its allocations add up to it exactly
@@ -210,6 +211,8 @@ def _record(u: Unit, need_doc: dict[str, Any], allocations: list[engine.Allocati
             "value_yuan": value,
             "programme": need_doc.get("programme") or lot.get("programme"),
             "explanation": alloc.explanation,
+            "need_quantity": asked,
+            "need_assigned": units.from_milli(fulfilled, need_doc["unit"]),
         }, event_id=contract.derived_id("assignment_made", assignment_id))
     status = "fulfilled" if fulfilled >= need_doc["quantity_milli"] else "partial"
     store.record_allocations(tx, need_doc["_id"], fulfilled, status, records)

@@ -192,21 +192,27 @@ def on_volunteer_registered(ctx: Context, tx: Tx, event: Event) -> None:
 def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
     subject_key = f"need:{d['need_id']}"
-    # The running total is written first: of two assignments of one need handled at once,
-    # the second conflicts at its first write and retries at the least cost.
-    ctx.store.set_subject(tx, subject_key, {}, inc={"assigned": d["quantity"]})
-    need = ctx.store.subject(tx, subject_key, remember=False) or {}  # with this one counted
+    if d.get("need_assigned") is not None and d.get("need_quantity") is not None:
+        # matching says how far the need is: nothing to count here, and who is behind the
+        # need is what was read lately (it does not change once known)
+        needed, assigned = d["need_quantity"], d["need_assigned"]
+        need = ctx.store.known_subject(tx, subject_key) or {}
+        counted = False
+    else:  # an event from before matching said so: the running total is kept here
+        # The running total is written first: of two assignments of one need handled at
+        # once, the second conflicts at its first write and retries at the least cost.
+        ctx.store.set_subject(tx, subject_key, {}, inc={"assigned": d["quantity"]})
+        need = ctx.store.subject(tx, subject_key, remember=False) or {}  # this one counted
+        needed, assigned, counted = need.get("quantity"), need.get("assigned"), True
     if need.get("known") and need.get("recipient") is None:
         return  # they left no contact: nobody to tell
-    needed = need.get("quantity")
-    assigned = need.get("assigned")
     params = {"need_id": d["need_id"], "quantity": d["quantity"], "unit": d["unit"],
               "category": d["category"], "location_id": d["location_id"],
               "assigned": assigned if needed is not None else None, "needed": needed,
               "partial": bool(needed is not None and assigned + EPSILON < needed)}
     notice = Notice(event, "assignment_made", f"assignment_made/{d['assignment_id']}", params,
                     urgency=need.get("urgency"), need_id=d["need_id"])
-    if not tell_subject(ctx, tx, notice, subject_key, subject=need):
+    if not tell_subject(ctx, tx, notice, subject_key, subject=need) and counted:
         # the same assignment told again (under another event id): counted once
         ctx.store.set_subject(tx, subject_key, {}, inc={"assigned": -d["quantity"]})
 

@@ -67,12 +67,12 @@ def need_posted(store, need_id="N1", quantity=100, urgency="high", contact=None)
     return handle(store, handlers.on_need_posted, event("need_posted", data))
 
 
-def assignment(assignment_id="N1#1", need_id="N1", quantity=40):
+def assignment(assignment_id="N1#1", need_id="N1", quantity=40, **totals):
     return event("assignment_made", {
         "assignment_id": assignment_id, "need_id": need_id, "community_id": HOME,
         "category": "masks", "quantity": quantity, "unit": "piece", "lot_id": "L1",
         "lot_quantity": quantity, "lot_unit": "piece", "location_id": HOME,
-        "tier_distance": 0, "value_yuan": 200.0})
+        "tier_distance": 0, "value_yuan": 200.0, **totals})
 
 
 def escalated(need_id="N1", urgency="high", area=STREET):
@@ -134,6 +134,38 @@ def test_an_assignment_is_told_to_the_poster_once_however_often_it_arrives(store
     assert store.subjects.get("need:N1")["assigned"] == 100
     [fulfilled] = store.messages_of("need_fulfilled")
     assert (fulfilled["recipient"], fulfilled["need_id"]) == (POSTER, "N1")
+
+
+def test_an_assignment_saying_how_far_its_need_is_is_told_without_counting(store):
+    need_posted(store)
+    before = dict(store.subjects.get("need:N1"))
+
+    handle(store, handlers.on_assignment_made,
+           assignment(need_quantity=100, need_assigned=40))
+    handle(store, handlers.on_assignment_made,  # re-emitted under a new event id
+           assignment(need_quantity=100, need_assigned=40))
+    handle(store, handlers.on_assignment_made,
+           assignment("N1#2", quantity=60, need_quantity=100, need_assigned=100))
+
+    made = store.messages_of("assignment_made")
+    assert [(m["params"]["assigned"], m["params"]["needed"], m["params"]["partial"])
+            for m in made] == [(40, 100, True), (100, 100, False)]
+    assert {m["recipient"] for m in made} == {POSTER}
+    assert store.subjects.get("need:N1") == before  # nothing counted on the subject
+
+
+def test_an_assignment_saying_how_far_overtakes_its_need_and_waits(store):
+    handle(store, handlers.on_assignment_made,
+           assignment(need_quantity=100, need_assigned=40))
+
+    waiting = message(store, "assignment_made/N1#1", "need:N1")
+    assert (waiting["recipient"], waiting["awaiting"]) == (None, "need:N1")
+    assert (waiting["params"]["assigned"], waiting["params"]["needed"]) == (40, 100)
+    assert store.subjects.get("need:N1")["waiting"] == 1  # the write that meets need_posted
+
+    need_posted(store)
+    adopted = message(store, "assignment_made/N1#1", "need:N1")
+    assert adopted["recipient"] == POSTER and "awaiting" not in adopted
 
 
 def test_an_assignment_that_overtook_its_need_waits_and_is_adopted_with_the_contact(store):
