@@ -192,6 +192,7 @@ class Batcher:
         started = time.monotonic()
         batch = Batch(store)
         batch.mark([f"{provider.consumer_key}:{event.event_id}" for provider, _, event in items])
+        batch.prefetch([event for _, _, event in items])
         try:
             for provider, _, event in items:
                 failed = provider.run_in_batch(batch, event)

@@ -59,6 +59,7 @@ DUPLICATE: Any = _Duplicate()
 
 
 _DEFERRED = "_before_commit"  # the key of a transaction's deferred writes in ``Tx.shared``
+_STAGED = "_staged"  # and of its staged bulk writes (``Tx.stage``)
 
 
 class Tx:
@@ -90,11 +91,54 @@ class Tx:
         several events of a batch change is written once, in its last state."""
         self.shared.setdefault(_DEFERRED, {})[key] = write
 
+    def stage(self, collection: str, key: str, op: Any,
+              or_raise: Exception | None = None) -> None:
+        """Write ``op`` (a pymongo write model: ``InsertOne``, ``ReplaceOne``, ``UpdateOne``)
+        to ``collection`` as the transaction (the batch's, if it is in one) commits, in one
+        bulk request with the other writes staged there. A later op under the same key
+        replaces an earlier one (the caller stages a document's last state, or an update
+        that sums up the transaction's).
+
+        ``or_raise``: the op is conditional (an ``UpdateOne`` whose filter says what must
+        still hold, e.g. enough stock) and this is raised if it matches nothing. The caller
+        keeps what it staged in memory: reads through the database do not see it before the
+        commit (see :meth:`write_staged`)."""
+        self.shared.setdefault(_STAGED, {})[(collection, key)] = (op, or_raise)
+
+    def staged(self, collection: str, key: str | None = None) -> bool:
+        """Whether a write to ``collection`` (under ``key``, if given) is staged."""
+        staged = self.shared.get(_STAGED, {})
+        if key is not None:
+            return (collection, key) in staged
+        return any(c == collection for c, _ in staged)
+
+    def write_staged(self, collection: str | None = None) -> None:
+        """Write what is staged (for ``collection`` only, if given) now: before a query that
+        must see it. Each collection's ops go in one request, in the order first staged."""
+        staged = self.shared.get(_STAGED) or {}
+        chosen = [k for k in staged if collection is None or k[0] == collection]
+        groups: dict[tuple[str, bool], list[tuple[Any, Exception | None]]] = {}
+        for k in chosen:
+            op, miss = staged.pop(k)
+            groups.setdefault((k[0], miss is not None), []).append((op, miss))
+        for (name, checked), items in groups.items():
+            result = self.db[name].bulk_write([op for op, _ in items], ordered=True,
+                                              session=self.session)
+            if checked and result.matched_count < len(items):
+                first = items[0][1]
+                if len(items) == 1:
+                    raise first
+                raise type(first)(f"{len(items) - result.matched_count} of {len(items)} "
+                                  f"conditional writes to {name} found their document "
+                                  "changed")
+
     def flush(self) -> None:
-        """Run the writes deferred to the commit (see :meth:`before_commit`)."""
+        """Run the writes deferred to the commit (see :meth:`before_commit` and
+        :meth:`stage`)."""
         deferred = self.shared.pop(_DEFERRED, None) or {}
         for write in deferred.values():
             write()
+        self.write_staged()
 
 
 class ConfirmWindow:
@@ -295,6 +339,17 @@ class Batch:
             raise BatchFailed(f"markers: {type(exc).__name__}: {exc}"[:500]) from exc
         self.marked.update(keys)
 
+    def prefetch(self, events: list[contract.Event]) -> None:
+        """Let the store read, in a few requests, what the batch's handlers will look up one
+        by one (:meth:`BaseStore.prefetch`)."""
+        tx = Tx(self.store.db, self.session, self.store.source, self.shared)
+        try:
+            self.store.prefetch(tx, events)
+            self.after_commit.extend(tx.after_commit)
+        except PyMongoError as exc:
+            self.abort()
+            raise BatchFailed(f"prefetch: {type(exc).__name__}: {exc}"[:500]) from exc
+
     def join(self, work: Callable[[Tx], Any], key: str | None) -> Any:
         if key and key not in self.marked:
             # the marker first, as a transaction of its own does: every transaction then
@@ -421,6 +476,11 @@ class BaseStore:
 
     def on_start(self) -> None:
         """Hook for a service's first-start work (loading reference data...)."""
+
+    def prefetch(self, tx: Tx, events: list[contract.Event]) -> None:
+        """Hook: before a batch's handlers run, read what they will need (one ``$in`` per
+        collection instead of one ``_id`` lookup per event) into ``tx.shared``, where the
+        store's own reads look first. Only in a batch: an event alone reads as it goes."""
 
     # -- transactions --------------------------------------------------------------------
     def atomically(

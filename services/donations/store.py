@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, UpdateOne
 
 from services.common.store import BaseStore, Tx
 
@@ -50,25 +50,64 @@ class DonationsStore(BaseStore):
         return self._move(tx, lot_id, milli, "transferred", fen)
 
     def _move(self, tx: Tx, lot_id: str, milli: int, to: str, fen: int = 0) -> dict[str, Any]:
-        # the value that left with the goods (fen) is kept beside the quantity, so the
-        # value still in stock is exact and reconciles with the ledger
-        result = self.db.lots.update_one(
-            {"_id": lot_id, "available": {"$gte": milli}},
-            {"$inc": {"available": -milli, to: milli, f"{to}_fen": fen}},
-            session=tx.session,
-        )
-        if result.modified_count != 1:
+        """Take ``milli`` out of a lot, never below zero, and return the lot as it is then.
+
+        The lot is read once per transaction (per batch) and changed in memory; what the
+        transaction took from it is written once, as it commits, by one update conditional
+        on the lot still holding all of it (so stock is never taken twice: a lot changed
+        meanwhile by another transaction fails the commit, which is retried). The value that
+        left with the goods (fen) is kept beside the quantity, so the value still in stock is
+        exact and reconciles with the ledger."""
+        lot = self._held(tx, lot_id)
+        if lot is None or lot.get("available", 0) < milli:
             raise StockInconsistent(f"lot {lot_id} does not hold {milli} milli-units")
-        return self.db.lots.find_one({"_id": lot_id}, session=tx.session)
+        moved = tx.shared.setdefault("lot_moves", {}).setdefault(lot_id, {})
+        for name, by in (("available", -milli), (to, milli), (f"{to}_fen", fen)):
+            lot[name] = lot.get(name, 0) + by
+            moved[name] = moved.get(name, 0) + by
+        taken = -moved["available"]
+        tx.stage("lots", lot_id,
+                 UpdateOne({"_id": lot_id, "available": {"$gte": taken}}, {"$inc": dict(moved)}),
+                 or_raise=StockInconsistent(f"lot {lot_id} does not hold {taken} milli-units"))
+        return dict(lot)
+
+    def _held(self, tx: Tx, lot_id: str) -> dict[str, Any] | None:
+        """The lot as this transaction left it (read once: see :meth:`prefetch`)."""
+        held = tx.shared.setdefault("lots", {})
+        if lot_id not in held:
+            doc = self.db.lots.find_one({"_id": lot_id}, session=tx.session)
+            if doc is None:
+                return None
+            held[lot_id] = doc
+        return held[lot_id]
+
+    def prefetch(self, tx: Tx, events: list[Any]) -> None:
+        """The lots a batch's allocations take from, in one read."""
+        wanted = {e.data["lot_id"] for e in events if e.type == "assignment_made"}
+        held = tx.shared.setdefault("lots", {})
+        wanted -= held.keys()
+        if wanted:
+            for doc in self.db.lots.find({"_id": {"$in": sorted(wanted)}}, session=tx.session):
+                held[doc["_id"]] = doc
 
     def record_movement(self, tx: Tx, movement: dict[str, Any]) -> None:
-        self.db.movements.insert_one(movement, session=tx.session)
+        """Written as the transaction commits, with the batch's other movements (one
+        request). A movement recorded twice fails as an insert would."""
+        if tx.staged("movements", movement["_id"]):
+            tx.write_staged("movements")
+            self.db.movements.insert_one(movement, session=tx.session)  # duplicate key
+            return
+        tx.stage("movements", movement["_id"], InsertOne(movement))
 
     def movement(self, movement_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        if tx is not None:
+            tx.write_staged("movements")
         return self.db.movements.find_one({"_id": movement_id},
                                           session=tx.session if tx else None)
 
     def lot(self, lot_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        if tx is not None and lot_id in tx.shared.get("lots", {}):
+            return dict(tx.shared["lots"][lot_id])
         return self.db.lots.find_one({"_id": lot_id}, session=tx.session if tx else None)
 
     def insert_lot(self, tx: Tx, lot: dict[str, Any]) -> None:

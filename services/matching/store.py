@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import eventlet.semaphore
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
-from services.common import money
+from services.common import money, reference
 from services.common.contract import now as contract_now
 from services.common.handler import Retry
 from services.common.store import BaseStore, Tx
@@ -39,6 +39,34 @@ class MatchingStore(BaseStore):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._turns: dict[str, eventlet.semaphore.Semaphore] = {}
+        self._areas: Any = None
+
+    @property
+    def areas(self) -> Any:
+        """The tier tree (what a batch's needs can reach: see :meth:`prefetch`)."""
+        if self._areas is None:
+            self._areas = reference.load(self.cfg.reference_dir).areas
+        return self._areas
+
+    def prefetch(self, tx: Tx, events: list[Any]) -> None:
+        """What a batch's new needs and lots will look up, in two reads: which of the needs
+        exist already (a need posted again), and the warehouse bins they can reach (a new
+        need's community, street and district; a new lot's warehouse)."""
+        need_ids = [e.data["need_id"] for e in events if e.type == "need_posted"]
+        if need_ids:
+            found = {d["_id"] for d in self.db.needs.find({"_id": {"$in": need_ids}},
+                                                          {"_id": 1}, session=tx.session)}
+            tx.shared.setdefault("absent_needs", set()).update(set(need_ids) - found)
+        wanted: set[str] = set()
+        for e in events:
+            d = e.data
+            if e.type == "need_posted" and d.get("kind") == "goods" \
+                    and d["community_id"] in self.areas.areas:
+                wanted.update(f"{d['category']}|{loc}" for loc in
+                              self.areas.chain(d["community_id"]))
+            elif e.type == "donation_received" and d.get("category") and d.get("location_id"):
+                wanted.add(f"{d['category']}|{d['location_id']}")
+        self._read_bins(tx, wanted)
 
     def category_turn(self, category: str) -> Any:
         """This process's turn at a category: its transactions of one category conflict by
@@ -92,6 +120,8 @@ class MatchingStore(BaseStore):
         return rows[:limit]
 
     def get_need(self, need_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        if tx is not None:
+            self._write_new_needs(tx)
         return self.db.needs.find_one({"_id": need_id}, session=tx.session if tx else None)
 
     def need_candidates(self, category: str | None, open_only: bool) -> list[dict[str, Any]]:
@@ -104,12 +134,26 @@ class MatchingStore(BaseStore):
                                                "note": 0}))
 
     def insert_need(self, tx: Tx, need: dict[str, Any]) -> bool:
-        """Insert a need unless one with its id exists (one request). True if inserted."""
-        values = {k: v for k, v in need.items() if k != "_id"}
-        result = self.db.needs.update_one({"_id": need["_id"]}, {"$setOnInsert": values},
-                                          upsert=True, session=tx.session)
-        if result.upserted_id is None:
+        """Insert a need unless one with its id exists. True if inserted.
+
+        In a batch whose read found no need with this id (:meth:`prefetch`), the need is
+        written once, as the batch commits, in its state then (a need met at once is
+        inserted met: no second write); else one upsert that says whether it existed."""
+        absent = tx.shared.get("absent_needs", set())
+        new = tx.shared.setdefault("new_needs", {})
+        if need["_id"] in new:
             return False
+        if need["_id"] in absent:
+            absent.discard(need["_id"])
+            staged = {**need, "assignments": list(need.get("assignments", []))}
+            new[need["_id"]] = staged
+            tx.stage("needs", need["_id"], InsertOne(staged))
+        else:
+            values = {k: v for k, v in need.items() if k != "_id"}
+            result = self.db.needs.update_one({"_id": need["_id"]}, {"$setOnInsert": values},
+                                              upsert=True, session=tx.session)
+            if result.upserted_id is None:
+                return False
         # not in the open index yet: a need met at once is never written there
         tx.shared.setdefault("unlisted", set()).add(need["_id"])
         known = tx.shared.get("open_needs", {}).get(need["category"])
@@ -123,15 +167,25 @@ class MatchingStore(BaseStore):
         inserted or met here is added or dropped; any other change to a need forgets them)."""
         known = tx.shared.setdefault("open_needs", {})
         if category not in known:
+            self._write_new_needs(tx)
             # ``open_category`` is set only while a need is open: a selective equality.
             known[category] = {d["_id"]: d for d in self.db.needs.find(
                 {"open_category": category}, session=tx.session)}
         return list(known[category].values())
 
-    @staticmethod
-    def _changed_needs(tx: Tx) -> None:
-        """A need changed otherwise than by a plan: the open needs read are read again."""
+    def _changed_needs(self, tx: Tx) -> None:
+        """A need changed otherwise than by a plan: the open needs read are read again (and
+        what is staged is written first, so that the change finds it)."""
         tx.shared.pop("open_needs", None)
+        self._write_new_needs(tx)
+        tx.write_staged("open_index")
+
+    @staticmethod
+    def _write_new_needs(tx: Tx) -> None:
+        """Write the needs staged so far (before a query that must find them)."""
+        if tx.staged("needs"):
+            tx.write_staged("needs")
+        tx.shared.pop("new_needs", None)
 
     def record_allocations(self, tx: Tx, need_id: str, fulfilled: int, status: str,
                            assignments: list[dict[str, Any]]) -> None:
@@ -144,18 +198,25 @@ class MatchingStore(BaseStore):
             for known in tx.shared.get("open_needs", {}).values():
                 known.pop(need_id, None)
             if need_id not in tx.shared.get("unlisted", ()):
-                self.db.open_index.delete_one({"_id": need_id}, session=tx.session)
+                tx.stage("open_index", need_id, DeleteOne({"_id": need_id}))
+        staged = tx.shared.get("new_needs", {}).get(need_id)
+        if staged is not None:  # inserted as the batch commits: in its state then
+            staged.update(fulfilled_milli=fulfilled, status=status)
+            staged["assignments"].extend(assignments)
+            if status == "fulfilled":
+                staged.pop("open_category", None)
+            return
         self.db.needs.update_one({"_id": need_id}, update, session=tx.session)
 
     def index_open(self, tx: Tx, need: dict[str, Any], escalate_at: Any) -> None:
         """List an open need in the small index the timer and the status page read."""
         tx.shared.get("unlisted", set()).discard(need["_id"])
-        self.db.open_index.replace_one(
+        tx.stage("open_index", need["_id"], ReplaceOne(
             {"_id": need["_id"]},
             {"category": need["category"], "tier": need.get("tier", "community"),
              "escalate_at": escalate_at, "needed_by": need.get("needed_by"),
              "urgency": need["urgency"], "posted_at": need["posted_at"],
-             "community_id": need["community_id"]}, upsert=True, session=tx.session)
+             "community_id": need["community_id"]}, upsert=True))
 
     def count_assignments(self, tx: Tx, category: str, hour: str, made: int) -> None:
         """Assignments per hour, kept on the category's clock document (which every
@@ -163,13 +224,9 @@ class MatchingStore(BaseStore):
         of a transaction (of a whole batch) are written once, as it commits."""
         counts = tx.shared.setdefault("assignment_counts", {}).setdefault(category, {})
         counts[hour] = counts.get(hour, 0) + made
-
-        def write() -> None:
-            self.db.category_clock.update_one(
-                {"_id": category}, {"$inc": {f"made.{h}": n for h, n in counts.items()}},
-                upsert=True, session=tx.session)
-
-        tx.before_commit(f"assignment_counts:{category}", write)
+        tx.stage("category_clock", category, UpdateOne(
+            {"_id": category}, {"$inc": {f"made.{h}": n for h, n in counts.items()}},
+            upsert=True))
 
     def assignment_counts(self) -> list[dict[str, Any]]:
         """Each category's assignments per hour (one small document per category)."""
@@ -213,6 +270,8 @@ class MatchingStore(BaseStore):
         return result.modified_count == 1
 
     def get_lot(self, tx: Tx, lot_id: str) -> dict[str, Any] | None:
+        tx.write_staged("supply")  # what this transaction claimed, then counted afresh
+        tx.shared.pop("claims", None)
         return self.db.supply.find_one({"_id": lot_id}, session=tx.session)
 
     def get_withdrawal(self, tx: Tx, reference: str) -> dict[str, Any] | None:
@@ -288,16 +347,21 @@ class MatchingStore(BaseStore):
         read once per transaction (per batch): later reads get it as this transaction left
         it (the entries are the same objects a plan changes, and :meth:`save_bin` keeps
         what it saved)."""
+        ids = [f"{category}|{location}" for location in locations]
+        seen = self._read_bins(tx, ids)
+        return {bin_id: seen[bin_id] for bin_id in ids if seen[bin_id]}
+
+    def _read_bins(self, tx: Tx, bin_ids: Any) -> dict[str, list[dict[str, Any]]]:
+        """Read the bins this transaction has not read yet, in one request."""
         seen = tx.shared.setdefault("bins", {})
-        out = {}
-        for location in locations:
-            bin_id = f"{category}|{location}"
-            if bin_id not in seen:
-                doc = self.db.bins.find_one({"_id": bin_id}, session=tx.session)
-                seen[bin_id] = (doc or {}).get("lots") or []
-            if seen[bin_id]:
-                out[bin_id] = seen[bin_id]
-        return out
+        missing = sorted({b for b in bin_ids if b not in seen})
+        if missing:
+            for b in missing:
+                seen[b] = []
+            query = {"_id": missing[0]} if len(missing) == 1 else {"_id": {"$in": missing}}
+            for doc in self.db.bins.find(query, session=tx.session):
+                seen[doc["_id"]] = doc.get("lots") or []
+        return seen
 
     def save_bin(self, tx: Tx, bin_id: str, entries: list[dict[str, Any]], now: Any) -> None:
         """Keep the lots that can still be used (not empty, not expired), in use order. The
@@ -305,12 +369,7 @@ class MatchingStore(BaseStore):
         live = sorted((e for e in entries if e["available"] > 0 and not _expired(e, now)),
                       key=bin_order)
         tx.shared.setdefault("bins", {})[bin_id] = live
-
-        def write() -> None:
-            self.db.bins.replace_one({"_id": bin_id}, {"lots": live}, upsert=True,
-                                     session=tx.session)
-
-        tx.before_commit(f"bin:{bin_id}", write)
+        tx.stage("bins", bin_id, ReplaceOne({"_id": bin_id}, {"lots": live}, upsert=True))
 
     def claim(self, tx: Tx, lot_id: str, quantity: int, taken_fen: int | None = None) -> None:
         """Take ``quantity`` from a lot, never below zero (a conditional atomic update).
@@ -318,13 +377,19 @@ class MatchingStore(BaseStore):
         ``taken_fen`` is the value that has left the lot once this take is made (see
         :func:`take_value`); it is set, not added, so a lot recorded before values were
         kept starts from the same figure in its document and in its warehouse's bin."""
-        update: dict[str, Any] = {"$inc": {"available": -quantity}}
-        if taken_fen is not None:
-            update["$set"] = {"taken_fen": taken_fen}
-        result = self.db.supply.update_one(
-            {"_id": lot_id, "available": {"$gte": quantity}}, update, session=tx.session)
-        if result.modified_count != 1:
-            raise LotChanged(f"lot {lot_id} has less than {quantity} available")
+        claimed = tx.shared.setdefault("claims", {})
+        total, fen = claimed.get(lot_id, (0, None))
+        total += quantity
+        fen = taken_fen if taken_fen is not None else fen
+        claimed[lot_id] = (total, fen)
+        update: dict[str, Any] = {"$inc": {"available": -total}}
+        if fen is not None:
+            update["$set"] = {"taken_fen": fen}
+        # what the transaction (the batch) takes from the lot, in one conditional update as
+        # it commits: the lot must still hold all of it, or nothing is taken
+        tx.stage("supply", lot_id,
+                 UpdateOne({"_id": lot_id, "available": {"$gte": total}}, update),
+                 or_raise=LotChanged(f"lot {lot_id} has less than {total} available"))
 
 
 BIN_FIELDS = ("_id", "category", "location_id", "unit", "quantity", "available", "value_yuan",

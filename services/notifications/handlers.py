@@ -31,8 +31,16 @@ from services.common.contract import Event
 from services.common.logs import mask_phone
 from services.common.store import Tx
 from services.notifications import policy, texts
+from services.notifications.keys import (
+    INTRODUCES,
+    TOLD_ABOUT,
+    TOLD_CAUSE,
+    contact_id,
+    contact_key,
+    message_id_for,
+)
 from services.notifications.settings import NotifySettings
-from services.notifications.store import PENDING, NotificationsStore, contact_id
+from services.notifications.store import PENDING, NotificationsStore
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +97,10 @@ def remember_contact(ctx: Context, tx: Tx, contact: dict[str, Any] | None) -> st
     preferences win."""
     contact = contact or {}
     key = policy.phone_key(contact.get("phone"))
-    email = contact.get("email")  # not in the contract yet; used when it is
-    if not key and not policy.email_key(email):
+    # an email is not in the contract yet; used when it is
+    recipient_id = contact_key(contact)
+    if recipient_id is None:
         return None
-    recipient_id = contact_id(key or policy.email_key(email) or "")
     # one read (none for a poster seen lately): the contact as stored, which names the
     # managed recipient with this phone
     current = ctx.store.recent_recipient(recipient_id, tx)
@@ -171,7 +179,7 @@ def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | 
 
 def on_need_posted(ctx: Context, tx: Tx, event: Event) -> None:
     data = event.data
-    introduce(ctx, tx, f"need:{data['need_id']}", data.get("contact"),
+    introduce(ctx, tx, *INTRODUCES[event.type](data),
               urgency=data["urgency"], quantity=data["quantity"], unit=data["unit"],
               category=data["category"], community_id=data["community_id"])
 
@@ -179,19 +187,18 @@ def on_need_posted(ctx: Context, tx: Tx, event: Event) -> None:
 def on_donation_received(ctx: Context, tx: Tx, event: Event) -> None:
     data = event.data
     # the lot id is the donation id (one lot per goods donation)
-    introduce(ctx, tx, f"donation:{data['donation_id']}",
-              (data.get("donor") or {}).get("contact"))
+    introduce(ctx, tx, *INTRODUCES[event.type](data))
 
 
 def on_volunteer_registered(ctx: Context, tx: Tx, event: Event) -> None:
     data = event.data
-    introduce(ctx, tx, f"volunteer:{data['volunteer_id']}", data.get("contact"))
+    introduce(ctx, tx, *INTRODUCES[event.type](data))
 
 
 # -- what happened, and who hears of it ----------------------------------------------------
 def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
-    subject_key = f"need:{d['need_id']}"
+    subject_key = TOLD_ABOUT[event.type](d)
     if d.get("need_assigned") is not None and d.get("need_quantity") is not None:
         # matching says how far the need is: nothing to count here, and who is behind the
         # need is what was read lately (it does not change once known)
@@ -210,7 +217,7 @@ def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
               "category": d["category"], "location_id": d["location_id"],
               "assigned": assigned if needed is not None else None, "needed": needed,
               "partial": bool(needed is not None and assigned + EPSILON < needed)}
-    notice = Notice(event, "assignment_made", f"assignment_made/{d['assignment_id']}", params,
+    notice = Notice(event, "assignment_made", TOLD_CAUSE[event.type](event), params,
                     urgency=need.get("urgency"), need_id=d["need_id"])
     if not tell_subject(ctx, tx, notice, subject_key, subject=need) and counted:
         # the same assignment told again (under another event id): counted once
@@ -220,15 +227,15 @@ def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
 def on_need_fulfilled(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
     params = {k: d[k] for k in ("need_id", "quantity", "unit", "category")}
-    tell_subject(ctx, tx, Notice(event, "need_fulfilled", f"need_fulfilled/{d['need_id']}",
-                                 params, need_id=d["need_id"]), f"need:{d['need_id']}")
+    tell_subject(ctx, tx, Notice(event, "need_fulfilled", TOLD_CAUSE[event.type](event),
+                                 params, need_id=d["need_id"]), TOLD_ABOUT[event.type](d))
 
 
 def on_need_expired(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
     params = {k: d[k] for k in ("need_id", "unfulfilled_quantity", "unit", "category")}
-    tell_subject(ctx, tx, Notice(event, "need_expired", f"need_expired/{d['need_id']}",
-                                 params, need_id=d["need_id"]), f"need:{d['need_id']}")
+    tell_subject(ctx, tx, Notice(event, "need_expired", TOLD_CAUSE[event.type](event),
+                                 params, need_id=d["need_id"]), TOLD_ABOUT[event.type](d))
 
 
 def on_stock_changed(ctx: Context, tx: Tx, event: Event) -> None:
@@ -237,12 +244,12 @@ def on_stock_changed(ctx: Context, tx: Tx, event: Event) -> None:
         return
     # Receipt numbers do not exist yet: the donation id (= the lot id) is the donor's
     # reference, and the texts say so.
-    cause = f"goods_dispatched/{d.get('assignment_id') or event.event_id}"
+    cause = TOLD_CAUSE[event.type](event)
     params = {"receipt": d["lot_id"], "quantity": abs(d["delta"]), "unit": d["unit"],
               "category": d["category"], "location_id": d["location_id"],
               "available": d["available"]}
     tell_subject(ctx, tx, Notice(event, "goods_dispatched", cause, params),
-                 f"donation:{d['lot_id']}")
+                 TOLD_ABOUT[event.type](d))
 
 
 def on_offer_made(ctx: Context, tx: Tx, event: Event) -> None:
@@ -340,15 +347,6 @@ def invite(ctx: Context, tx: Tx, invitation_id: str, contact: dict[str, Any],
 
 
 # -- events that can change nothing --------------------------------------------------------
-# what an event tells the person behind (the subject it is about)
-TOLD_ABOUT = {
-    "assignment_made": lambda d: f"need:{d['need_id']}",
-    "need_fulfilled": lambda d: f"need:{d['need_id']}",
-    "need_expired": lambda d: f"need:{d['need_id']}",
-    "stock_changed": lambda d: f"donation:{d['lot_id']}",
-}
-
-
 def changes_nothing(store: NotificationsStore, event: Event) -> bool:
     """True when handling ``event`` could change nothing, so it needs no transaction (nor a
     processed marker: handling it again changes nothing either). Stock that did not leave
@@ -363,11 +361,6 @@ def changes_nothing(store: NotificationsStore, event: Event) -> bool:
 
 
 # -- the mechanics -------------------------------------------------------------------------
-def message_id_for(cause: str, audience: str) -> str:
-    """One message per (cause, recipient): the id is derived from both."""
-    return contract.derived_id("notification", cause, audience)
-
-
 def tell_subject(ctx: Context, tx: Tx, notice: Notice, subject_key: str, *,
                  subject: dict[str, Any] | None = None) -> bool:
     """Tell whoever is behind a need, donation or volunteer (known now, or adopted later).

@@ -33,10 +33,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from services.common.store import BaseStore, Tx
+from services.notifications.keys import contact_id, prefetch_keys
 from services.notifications.settings import notify_settings
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,47 @@ class NotificationsStore(BaseStore):
     def on_start(self) -> None:
         self._migrate()
 
+    # -- a batch's reads, at once ---------------------------------------------------------
+    def prefetch(self, tx: Tx, events: list[Any]) -> None:
+        """What a batch's handlers will look up, in one read per collection: the subjects
+        its events are about, whether the messages they tell exist already, and the contacts
+        they introduce (those not read lately). The handlers then find them in
+        ``tx.shared``; a new message is inserted with the batch's others as it commits."""
+        subjects, messages, contacts = prefetch_keys(events)
+        seen = tx.shared.setdefault("subjects", {})
+        subjects = [k for k in subjects if k not in seen
+                    and not (self.recent_subjects.get(k) or {}).get("known")]
+        if subjects:
+            for key in subjects:
+                seen[key] = None
+            for doc in self.db.subjects.find({"_id": {"$in": subjects}}, session=tx.session):
+                seen[doc["_id"]] = dict(doc)
+                if doc.get("known"):
+                    tx.after_commit.append(
+                        lambda d=doc: self.recent_subjects.put(d["_id"], d))
+        if messages:
+            found = {d["_id"] for d in self.db.messages.find(
+                {"_id": {"$in": messages}}, {"_id": 1}, session=tx.session)}
+            tx.shared.setdefault("absent_messages", set()).update(set(messages) - found)
+        contacts = [c for c in contacts if self.recent_recipients.get(c) is None]
+        if contacts:
+            read = tx.shared.setdefault("recipients", {})
+            for key in contacts:
+                read[key] = None
+            for doc in self.db.recipients.find({"_id": {"$in": contacts}},
+                                               session=tx.session):
+                read[doc["_id"]] = doc
+
     # -- recipients ---------------------------------------------------------------------
     def recipient(self, recipient_id: str, tx: Tx | None = None,
                   remember: bool = True) -> dict[str, Any] | None:
         """A recipient as stored. ``remember=False`` when the transaction may have written
         it already (what it sees is not committed yet)."""
-        doc = self.db.recipients.find_one({"_id": recipient_id}, session=_s(tx))
+        read = tx.shared.get("recipients", {}) if tx is not None else {}
+        if recipient_id in read:
+            doc = read[recipient_id]
+        else:
+            doc = self.db.recipients.find_one({"_id": recipient_id}, session=_s(tx))
         if doc is None:
             self.recent_recipients.forget(recipient_id)
         elif remember and self.batch is None:  # in a batch: may be uncommitted (see subject)
@@ -136,7 +172,13 @@ class NotificationsStore(BaseStore):
     def save_recipient(self, recipient: dict[str, Any], tx: Tx | None = None) -> None:
         self.db.recipients.replace_one({"_id": recipient["_id"]}, recipient, upsert=True,
                                        session=_s(tx))
-        self.recent_recipients.forget(recipient["_id"])
+        self._forget_recipient(tx, recipient["_id"])
+
+    def _forget_recipient(self, tx: Tx | None, recipient_id: str) -> None:
+        """A recipient written: read afresh from here on."""
+        self.recent_recipients.forget(recipient_id)
+        if tx is not None:
+            tx.shared.get("recipients", {}).pop(recipient_id, None)
 
     def link_contact(self, tx: Tx, contact_id: str, managed_id: str | None,
                      phone_key: str) -> None:
@@ -152,7 +194,7 @@ class NotificationsStore(BaseStore):
                 {"$set": {"managed_by": managed_id},
                  "$setOnInsert": {"kind": "contact", "managed": False, "phone_key": phone_key}},
                 upsert=True, session=tx.session)
-        self.recent_recipients.forget(contact_id)
+        self._forget_recipient(tx, contact_id)
 
     def update_contact(self, tx: Tx, recipient_id: str, fields: dict[str, Any],
                        current: dict[str, Any] | None) -> None:
@@ -166,10 +208,10 @@ class NotificationsStore(BaseStore):
             {"_id": recipient_id}, {"$set": fields,
                                     "$setOnInsert": {"managed": False}},
             upsert=True, session=tx.session)
-        self.recent_recipients.forget(recipient_id)
+        self._forget_recipient(tx, recipient_id)
 
     def delete_recipient(self, recipient_id: str, tx: Tx | None = None) -> bool:
-        self.recent_recipients.forget(recipient_id)
+        self._forget_recipient(tx, recipient_id)
         return self.db.recipients.delete_one({"_id": recipient_id},
                                              session=_s(tx)).deleted_count == 1
 
@@ -203,48 +245,68 @@ class NotificationsStore(BaseStore):
 
     def set_subject(self, tx: Tx, key: str, fields: dict[str, Any],
                     inc: dict[str, Any] | None = None) -> bool:
-        """Upsert a subject's fields. True when the subject did not exist before."""
+        """Upsert a subject's fields. True when the subject did not exist before.
+
+        A subject this transaction read (or found missing) is changed in memory and written
+        once, in its last state, as the transaction (the batch) commits; else one upsert
+        that says whether it existed."""
+        seen = tx.shared.setdefault("subjects", {})
+        if key in seen:
+            created = seen[key] is None
+            doc = {"_id": key} if created else seen[key]
+            doc.update(fields)
+            for name, by in (inc or {}).items():
+                doc[name] = doc.get(name, 0) + by
+            seen[key] = doc
+            tx.stage("subjects", key, ReplaceOne({"_id": key}, doc, upsert=True))
+            return created
         update: dict[str, Any] = {"$set": fields} if fields else {}
         if inc:
             update["$inc"] = inc
         result = self.db.subjects.update_one({"_id": key}, update, upsert=True,
                                              session=tx.session)
         created = result.upserted_id is not None
-        # what this transaction now knows of the subject, so that it need not read it again
-        seen = tx.shared.setdefault("subjects", {})
-        known = seen.get(key)
-        if created:
+        if created:  # what this transaction now knows of it, so that it need not read it
             seen[key] = {"_id": key, **fields, **(inc or {})}
-        elif known is not None:
-            known.update(fields)
-            for name, by in (inc or {}).items():
-                known[name] = known.get(name, 0) + by
-        else:
-            seen.pop(key, None)  # it existed, but was not read here
         return created
 
     # -- messages -----------------------------------------------------------------------
     def message(self, message_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        _settle(tx)
         return self.db.messages.find_one({"_id": message_id}, session=_s(tx))
 
     def add_message(self, tx: Tx, message: dict[str, Any]) -> bool:
-        """At most one message per (cause, recipient): the id says which. One request: an
-        upsert that inserts only when the id is new (a duplicate key error would abort the
-        transaction). True when the message is new."""
+        """At most one message per (cause, recipient): the id says which. True when the
+        message is new. In a batch whose read found no message with this id
+        (:meth:`prefetch`), it is inserted with the batch's other new messages as it
+        commits; else one upsert that inserts only when the id is new (a duplicate key
+        error would abort the transaction)."""
+        new = tx.shared.setdefault("new_messages", set())
+        if message["_id"] in new:
+            return False
+        absent = tx.shared.get("absent_messages", set())
+        if message["_id"] in absent:
+            absent.discard(message["_id"])
+            new.add(message["_id"])
+            tx.stage("messages", message["_id"], InsertOne(message))
+            return True
         body = {k: v for k, v in message.items() if k != "_id"}
         result = self.db.messages.update_one({"_id": message["_id"]}, {"$setOnInsert": body},
                                              upsert=True, session=tx.session)
         return result.upserted_id is not None
 
     def pending_for(self, recipient_id: str, tx: Tx | None = None) -> list[dict[str, Any]]:
+        _settle(tx)
         return list(self.db.messages.find(
             {"recipient": recipient_id, "state": {"$in": list(PENDING)}}, session=_s(tx)))
 
     def by_topic(self, tx: Tx, topic: str) -> list[dict[str, Any]]:
+        _settle(tx)
         return list(self.db.messages.find({"topic": topic}, session=tx.session))
 
     def update_message(self, tx: Tx | None, message_id: str, update: dict[str, Any],
                        expect_state: Any = None) -> bool:
+        _settle(tx)
         query: dict[str, Any] = {"_id": message_id}
         if expect_state is not None:
             query["state"] = {"$in": list(expect_state)} if isinstance(
@@ -256,6 +318,7 @@ class NotificationsStore(BaseStore):
         """Apply ``update`` to those of ``message_ids`` (all ``recipient_id``'s) that are
         still pending, in one request (the recipient and state index narrows it). Returns
         how many changed."""
+        _settle(tx)
         if len(message_ids) == 1:
             query: dict[str, Any] = {"_id": message_ids[0], "state": {"$in": list(PENDING)}}
             return self.db.messages.update_one(query, update, session=_s(tx)).modified_count
@@ -392,10 +455,11 @@ class NotificationsStore(BaseStore):
             log.info("%d subject(s) with waiting messages recorded in awaiting", len(waiting))
 
 
-def contact_id(key: str) -> str:
-    """The recipient id of a contact known from events, by its phone (or email) key."""
-    return f"contact:{key}"
-
-
 def _s(tx: Tx | None) -> Any:
     return tx.session if tx is not None else None
+
+
+def _settle(tx: Tx | None) -> None:
+    """Write the new messages staged in ``tx`` before a query or an update of messages."""
+    if tx is not None and tx.staged("messages"):
+        tx.write_staged("messages")
