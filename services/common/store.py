@@ -95,9 +95,9 @@ class Tx:
               or_raise: Exception | None = None) -> None:
         """Write ``op`` (a pymongo write model: ``InsertOne``, ``ReplaceOne``, ``UpdateOne``)
         to ``collection`` as the transaction (the batch's, if it is in one) commits, in one
-        bulk request with the other writes staged there. A later op under the same key
-        replaces an earlier one (the caller stages a document's last state, or an update
-        that sums up the transaction's).
+        bulk write with the other writes staged there (a request per kind of write). A
+        later op under the same key replaces an earlier one (the caller stages a document's
+        last state, or an update that sums up the transaction's).
 
         ``or_raise``: the op is conditional (an ``UpdateOne`` whose filter says what must
         still hold, e.g. enough stock) and this is raised if it matches nothing. The caller
@@ -114,7 +114,8 @@ class Tx:
 
     def write_staged(self, collection: str | None = None) -> None:
         """Write what is staged (for ``collection`` only, if given) now: before a query that
-        must see it. Each collection's ops go in one request, in the order first staged."""
+        must see it. Each collection's ops go in one bulk write (one op per key, so their
+        order does not matter: the bulk is unordered, a request per kind of write)."""
         staged = self.shared.get(_STAGED) or {}
         chosen = [k for k in staged if collection is None or k[0] == collection]
         groups: dict[tuple[str, bool], list[tuple[Any, Exception | None]]] = {}
@@ -122,7 +123,7 @@ class Tx:
             op, miss = staged.pop(k)
             groups.setdefault((k[0], miss is not None), []).append((op, miss))
         for (name, checked), items in groups.items():
-            result = self.db[name].bulk_write([op for op, _ in items], ordered=True,
+            result = self.db[name].bulk_write([op for op, _ in items], ordered=False,
                                               session=self.session)
             if checked and result.matched_count < len(items):
                 first = items[0][1]

@@ -1,10 +1,12 @@
 """Transactions, idempotency and the outbox against the real database and broker."""
 
 import json
+from collections import Counter
 
 import eventlet
 import pytest
-from pymongo import MongoClient
+from pymongo import InsertOne, MongoClient, ReplaceOne, UpdateOne
+from pymongo.monitoring import CommandListener
 
 from services.common import contract
 from services.common.config import settings
@@ -155,3 +157,72 @@ def test_concurrent_claims_never_take_a_lot_below_zero(space):
     pool.waitall()
     assert outcomes.count("ok") == 6 and outcomes.count("short") == 4
     assert store.db.supply.find_one({"_id": "L"})["available"] == 10_000
+
+
+class Commands(CommandListener):
+    """Counts the write commands a client sends, by collection (pymongo's monitoring)."""
+
+    def __init__(self):
+        self.writes = Counter()
+
+    def started(self, event):
+        if event.command_name in ("insert", "update", "delete"):
+            self.writes[(event.command_name, event.command[event.command_name])] += 1
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+def test_staged_writes_go_in_one_request_per_collection_in_their_last_state(space):
+    commands = Commands()
+    store = make_store(space, source="staging")
+    store.client = MongoClient(space.mongo_uri, tz_aware=True, event_listeners=[commands])
+    store.db = store.client[store.db.name]
+    store.db.things.insert_many([{"_id": "a", "n": 0}, {"_id": "b", "n": 0}])
+    commands.writes.clear()
+
+    def work(tx):
+        for i in range(1, 6):  # five events of a batch change one document: written once
+            tx.stage("things", "a", ReplaceOne({"_id": "a"}, {"n": i}))
+        tx.stage("things", "b", UpdateOne({"_id": "b"}, {"$inc": {"n": 7}}))
+        tx.stage("things", "c", InsertOne({"_id": "c", "n": 1}))
+        assert store.db.things.find_one({"_id": "c"}, session=tx.session) is None
+        assert tx.staged("things", "c") and not tx.staged("things", "d")
+
+    store.atomically(work)
+    assert [d["n"] for d in store.db.things.find({}, sort=[("_id", 1)])] == [5, 7, 1]
+    # one bulk write: a request per kind of write, however many documents
+    assert commands.writes == Counter({("update", "things"): 1, ("insert", "things"): 1})
+
+    def read_after_staging(tx):
+        tx.stage("things", "d", InsertOne({"_id": "d"}))
+        tx.write_staged("things")  # before a query that must see it
+        return store.db.things.find_one({"_id": "d"}, session=tx.session)
+
+    assert store.atomically(read_after_staging) == {"_id": "d"}
+
+
+def test_a_staged_conditional_write_that_matches_nothing_rolls_everything_back(space):
+    store = make_store(space, cls=MatchingStore, source="staged")
+    store.db.supply.insert_many([{"_id": "L1", "available": 10}, {"_id": "L2", "available": 5}])
+
+    def take(tx):
+        store.claim(tx, "L1", 4)
+        store.claim(tx, "L1", 4)  # one write: 8 taken, on condition that 8 are there
+        store.claim(tx, "L2", 3)
+
+    store.atomically(take)
+    assert {d["_id"]: d["available"] for d in store.db.supply.find({})} == {"L1": 2, "L2": 2}
+
+    def too_much(tx):
+        store.claim(tx, "L1", 1)
+        store.db.withdrawals.insert_one({"_id": "x"}, session=tx.session)
+        store.claim(tx, "L2", 3)  # only 2 left: found as the transaction commits
+
+    with pytest.raises(LotChanged):
+        store.atomically(too_much)
+    assert {d["_id"]: d["available"] for d in store.db.supply.find({})} == {"L1": 2, "L2": 2}
+    assert store.db.withdrawals.find_one({"_id": "x"}) is None
