@@ -158,10 +158,10 @@ def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | 
         if message is None or message["state"] not in PENDING or not message.get("awaiting"):
             continue
         if recipient_id is None:
-            ctx.store.update_message(tx, message["_id"], {
+            ctx.store.adopt_message(tx, message["_id"], {
                 "$set": {"state": "skipped", "reason": "no contact was given",
                          "updated_at": ctx.now},
-                "$unset": {"awaiting": ""}}, expect_state=PENDING)
+                "$unset": {"awaiting": ""}})
             continue
         text = texts.render(message["template"], _language(ctx, recipient),
                             texts.masked(message["params"]), ctx.reference,
@@ -169,11 +169,11 @@ def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | 
         # the message was stored before the need's urgency was known
         priority = (policy.CRITICAL if policy.priority_of(facts.get("urgency")) ==
                     policy.CRITICAL else message["priority"])
-        ctx.store.update_message(tx, message["_id"], {
+        ctx.store.adopt_message(tx, message["_id"], {
             "$set": {"recipient": recipient_id, "language": _language(ctx, recipient),
                      "subject": text.subject, "text": text.body, "priority": priority,
                      "due_at": due(ctx, recipient, priority), "updated_at": ctx.now},
-            "$unset": {"awaiting": ""}}, expect_state=PENDING)
+            "$unset": {"awaiting": ""}})
     ctx.store.set_awaiting(tx, subject_key, [], None)
 
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from services.common.store import BaseStore, Tx
@@ -117,6 +117,7 @@ class NotificationsStore(BaseStore):
         seen = tx.shared.setdefault("subjects", {})
         subjects = [k for k in subjects if k not in seen
                     and not (self.recent_subjects.get(k) or {}).get("known")]
+        waited_for = []  # subjects being introduced that messages wait for already
         if subjects:
             for key in subjects:
                 seen[key] = None
@@ -125,6 +126,20 @@ class NotificationsStore(BaseStore):
                 if doc.get("known"):
                     tx.after_commit.append(
                         lambda d=doc: self.recent_subjects.put(d["_id"], d))
+                elif doc.get("waiting"):
+                    waited_for.append(doc["_id"])
+        if waited_for:  # what they wait with, to be adopted (see ``handlers.introduce``)
+            records = tx.shared.setdefault("awaiting", {})
+            waiting: list[str] = []
+            for record in self.db.awaiting.find({"_id": {"$in": waited_for}},
+                                                session=tx.session):
+                records[record["_id"]] = record
+                waiting.extend(record.get("messages") or [])
+            if waiting:
+                read = tx.shared.setdefault("messages", {})
+                for doc in self.db.messages.find({"_id": {"$in": waiting}},
+                                                 session=tx.session):
+                    read[doc["_id"]] = doc
         if messages:
             found = {d["_id"] for d in self.db.messages.find(
                 {"_id": {"$in": messages}}, {"_id": 1}, session=tx.session)}
@@ -272,6 +287,9 @@ class NotificationsStore(BaseStore):
 
     # -- messages -----------------------------------------------------------------------
     def message(self, message_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        read = tx.shared.get("messages", {}) if tx is not None else {}
+        if message_id in read:  # as the batch read it: nothing wrote it since
+            return dict(read[message_id])
         _settle(tx)
         return self.db.messages.find_one({"_id": message_id}, session=_s(tx))
 
@@ -291,6 +309,7 @@ class NotificationsStore(BaseStore):
             tx.stage("messages", message["_id"], InsertOne(message))
             return True
         body = {k: v for k, v in message.items() if k != "_id"}
+        _settle(tx)
         result = self.db.messages.update_one({"_id": message["_id"]}, {"$setOnInsert": body},
                                              upsert=True, session=tx.session)
         return result.upserted_id is not None
@@ -312,6 +331,13 @@ class NotificationsStore(BaseStore):
             query["state"] = {"$in": list(expect_state)} if isinstance(
                 expect_state, tuple | list) else expect_state
         return self.db.messages.update_one(query, update, session=_s(tx)).modified_count == 1
+
+    def adopt_message(self, tx: Tx, message_id: str, update: dict[str, Any]) -> None:
+        """Change a waiting message, still pending, as the transaction commits (with the
+        batch's other writes of messages)."""
+        tx.stage("messages", f"adopt:{message_id}",
+                 UpdateOne({"_id": message_id, "state": {"$in": list(PENDING)}}, update))
+        tx.shared.get("messages", {}).pop(message_id, None)
 
     def update_pending(self, tx: Tx | None, recipient_id: str, message_ids: list[str],
                        update: dict[str, Any]) -> int:
@@ -366,12 +392,22 @@ class NotificationsStore(BaseStore):
     # -- messages waiting for their subject ---------------------------------------------
     def await_subject(self, tx: Tx, subject_key: str, message_id: str,
                       now: datetime) -> None:
-        self.db.awaiting.update_one({"_id": subject_key},
-                                    {"$addToSet": {"messages": message_id},
-                                     "$setOnInsert": {"since": now}},
-                                    upsert=True, session=tx.session)
+        """Record that ``message_id`` waits for ``subject_key`` (written as the transaction
+        commits, with whatever else of the batch waits)."""
+        adding = tx.shared.setdefault("awaiting_adds", {}).setdefault(subject_key, [])
+        adding.append(message_id)
+        tx.stage("awaiting", subject_key, UpdateOne(
+            {"_id": subject_key}, {"$addToSet": {"messages": {"$each": list(adding)}},
+                                   "$setOnInsert": {"since": now}}, upsert=True))
 
     def awaiting_record(self, tx: Tx, subject_key: str) -> dict[str, Any] | None:
+        read = tx.shared.setdefault("awaiting", {})
+        if tx.staged("awaiting", subject_key):  # what waits was added here: read it afresh
+            tx.write_staged("awaiting")
+            tx.shared.pop("awaiting_adds", None)
+            read.pop(subject_key, None)
+        if subject_key in read:
+            return read[subject_key]
         return self.db.awaiting.find_one({"_id": subject_key}, session=tx.session)
 
     def awaiting_records(self, limit: int = 500) -> list[dict[str, Any]]:
@@ -381,10 +417,16 @@ class NotificationsStore(BaseStore):
 
     def set_awaiting(self, tx: Tx, subject_key: str, message_ids: list[str],
                      since: datetime | None) -> None:
-        """What still waits for ``subject_key`` (nothing: the record goes)."""
+        """What still waits for ``subject_key`` (nothing: the record goes, as the
+        transaction commits)."""
+        tx.shared.get("awaiting", {}).pop(subject_key, None)
         if not message_ids:
-            self.db.awaiting.delete_one({"_id": subject_key}, session=tx.session)
+            tx.shared.get("awaiting_adds", {}).pop(subject_key, None)
+            tx.stage("awaiting", subject_key, DeleteOne({"_id": subject_key}))
         else:
+            if tx.staged("awaiting"):
+                tx.write_staged("awaiting")
+                tx.shared.pop("awaiting_adds", None)
             self.db.awaiting.update_one({"_id": subject_key},
                                         {"$set": {"messages": message_ids, "since": since}},
                                         session=tx.session)
@@ -460,6 +502,10 @@ def _s(tx: Tx | None) -> Any:
 
 
 def _settle(tx: Tx | None) -> None:
-    """Write the new messages staged in ``tx`` before a query or an update of messages."""
-    if tx is not None and tx.staged("messages"):
+    """Before a query or an update of messages: write what is staged for them in ``tx``, and
+    forget the messages the batch read (what is written next may change them)."""
+    if tx is None:
+        return
+    if tx.staged("messages"):
         tx.write_staged("messages")
+    tx.shared.pop("messages", None)

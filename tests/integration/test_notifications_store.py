@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from services.common import contract, reference
 from services.common.config import settings
-from services.common.store import Tx
+from services.common.store import Batch, Tx
 from services.notifications import handlers, policy
 from services.notifications.courier import Courier
 from services.notifications.settings import notify_settings
@@ -143,11 +143,14 @@ def test_messages_waiting_for_a_need_are_adopted_even_when_its_posting_overlaps_
 
     with store.client.start_session() as first, store.client.start_session() as second:
         first.start_transaction()
-        handlers.on_need_fulfilled(ctx, Tx(store.db, first, "notifications"), fulfilled(nid))
+        one = Tx(store.db, first, "notifications")
+        handlers.on_need_fulfilled(ctx, one, fulfilled(nid))
+        one.flush()  # what a transaction writes as it commits
         second.start_transaction()
         with pytest.raises(PyMongoError) as caught:
-            handlers.on_need_posted(ctx, Tx(store.db, second, "notifications"),
-                                    posted(nid, phone()))
+            other = Tx(store.db, second, "notifications")
+            handlers.on_need_posted(ctx, other, posted(nid, phone()))
+            other.flush()
             second.commit_transaction()
         assert caught.value.has_error_label("TransientTransactionError")
         if second.in_transaction:
@@ -293,3 +296,49 @@ def test_a_mailbox_is_held_by_one_courier_at_a_time(store):
     # a lease left by a courier that died is someone else's once it ran out
     assert store.claim_mailbox(recipient, lease + timedelta(seconds=1),
                                lease + timedelta(seconds=31), "a")
+
+
+def handle_batch(store, ctx, items):
+    """As the batch consumer does: one transaction, what its events will look up read first,
+    each handler joining it, one commit."""
+    batch = Batch(store)
+    batch.mark([f"{use_case.__name__}:{ev.event_id}" for use_case, ev in items])
+    batch.prefetch([ev for _, ev in items])
+    for use_case, ev in items:
+        view = store.for_worker(batch, use_case.__name__)
+
+        def work(tx, use_case=use_case, ev=ev):
+            ctx.after_commit = tx.after_commit
+            return use_case(ctx, tx, ev)
+
+        view.atomically(work, event=ev)
+    batch.commit()
+
+
+def test_a_batch_adopts_what_waited_for_its_needs_and_writes_each_collection_once(
+        store, ctx, commands):
+    waited, told_first, fresh = uid("N"), uid("N"), uid("N")
+    handle(store, ctx, handlers.on_assignment_made, assigned(waited))  # overtook need_posted
+    commands.clear()
+    handle_batch(store, ctx, [
+        (handlers.on_need_posted, posted(waited, phone())),
+        (handlers.on_assignment_made, assigned(told_first)),  # overtakes in the batch itself
+        (handlers.on_need_fulfilled, fulfilled(told_first)),
+        (handlers.on_need_posted, posted(told_first, phone())),
+        (handlers.on_need_posted, posted(fresh, phone())),
+        (handlers.on_assignment_made, assigned(fresh)),
+    ])
+    on_subjects = [name for name, _ in commands.on("subjects")]
+    inserts = [1 for name, _ in commands.on("messages") if name == "insert"]
+    for nid, templates in ((waited, ["assignment_made"]),
+                           (told_first, ["assignment_made", "need_fulfilled"]),
+                           (fresh, ["assignment_made"])):
+        shown = store.messages_for_need(nid)
+        assert sorted(m["template"] for m in shown) == templates, nid
+        assert all(m["state"] == "queued" and m["recipient"] and m.get("due_at")
+                   and "awaiting" not in m for m in shown), shown
+        assert store.db.awaiting.find_one({"_id": f"need:{nid}"}) is None
+        assert store.db.subjects.find_one({"_id": f"need:{nid}"})["known"] is True
+    # the subjects read at once, and written once each in one request
+    assert on_subjects == ["find", "update"]
+    assert len(inserts) <= 2  # the new messages: before the first adoption, and at commit

@@ -133,6 +133,9 @@ class FakeNotificationsStore(FakeStore):
                 return False
         return upsert(self.messages, message_id, update, upsert_=False)[1]
 
+    def adopt_message(self, tx: Tx, message_id: str, update: dict[str, Any]) -> None:
+        self.update_message(tx, message_id, update, expect_state=("queued", "failed"))
+
     # messages waiting for their subject
     def await_subject(self, tx: Tx, subject_key: str, message_id: str,
                       now: datetime) -> None:
