@@ -23,6 +23,9 @@ from services.common.store import StoreProvider
 
 class AccountingService(ServiceEndpoints):
     name = "accounting"
+    # a batch waits this long for more events (handler.Batcher):
+    # the ledger is read by people, not by the next step
+    batch_linger_seconds = 0.2
 
     store: AccountingStore = StoreProvider(AccountingStore, emits=False)
     reference = ReferenceProvider()

@@ -29,6 +29,9 @@ from services.donations.store import DonationsStore
 
 class DonationsService(ServiceEndpoints):
     name = "donations"
+    # a batch waits this long for more events (handler.Batcher):
+    # stock figures and donors' receipts; a lot's arrival is passed on to matching
+    batch_linger_seconds = 0.05
 
     store: DonationsStore = StoreProvider(DonationsStore)
     reference = ReferenceProvider()

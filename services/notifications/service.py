@@ -58,6 +58,9 @@ every_poll = DeliveryTimer.decorator
 
 class NotificationsService(ServiceEndpoints):
     name = "notifications"
+    # a batch waits this long for more events (handler.Batcher):
+    # messages wait for their recipient's window anyway
+    batch_linger_seconds = 0.2
 
     # no outbox relay: nothing consumes a delivery outcome, so none is published
     store: NotificationsStore = StoreProvider(NotificationsStore, emits=False)
