@@ -58,15 +58,18 @@ def post_need(u: Unit, data: dict[str, Any], posted_at: datetime) -> dict[str, A
         return None  # the same need posted again under a new event id: keep the first
     if doc["kind"] == "goods":
         # Stock the new need can reach that other open needs have not taken is stock that
-        # fairness held back: only then is the category planned again (with it, so a scarce
-        # category is shared fairly). With none, the need waits: one read per warehouse.
+        # fairness held back: only then is it planned, with the open needs that contend for
+        # that stock (so a scarce category is shared fairly). With none, the need waits.
         reach = engine.reach(as_engine_need(doc), ref.areas)
         found = store.load_bins(tx, doc["category"], reach)
         bins = {f"{doc['category']}|{loc}": found.get(f"{doc['category']}|{loc}", [])
                 for loc in reach}
-        if any(_usable(e, u.now) and units.compatible(e["unit"], doc["unit"])
-               for entries in bins.values() for e in entries):
-            others = [d for d in store.open_needs(tx, doc["category"]) if d["_id"] != doc["_id"]]
+        stocked = [loc for loc in reach
+                   if any(_usable(e, u.now) and units.compatible(e["unit"], doc["unit"])
+                          for e in bins[f"{doc['category']}|{loc}"])]
+        if stocked:
+            others = [d for d in contenders(u, doc["category"], stocked)
+                      if d["_id"] != doc["_id"]]
             fill(u, [*others, doc], bins=bins)  # ``doc`` learns its status
     if doc.get("status") != "fulfilled":
         timeout = u.cfg.escalation_timeout(doc["urgency"])
@@ -98,8 +101,37 @@ def add_lot(u: Unit, data: dict[str, Any]) -> int:
     store.serialise(tx, data["category"])
     if not store.insert_lot(tx, doc):
         return 0
-    needs = store.open_needs(tx, data["category"])
+    if doc["available"] <= 0:
+        return 0
+    # the open needs that can draw on the lot's warehouse, with whoever contends with them
+    needs = contenders(u, data["category"], [data["location_id"]])
     return fill(u, needs, lots_by_id=None)
+
+
+def contenders(u: Unit, category: str, locations: list[str]) -> list[dict[str, Any]]:
+    """The open needs of ``category`` a plan of stock in ``locations`` must include: those
+    that can reach these warehouses, then those that can reach any other warehouse with
+    stock the first can reach, and so on (the stock they contend for, and so its fair
+    shares, are the same as if every open need of the category were planned: a need that
+    can reach no stock of theirs takes nothing from them and is given nothing). What this
+    costs follows the needs in contention, not the open needs of the category."""
+    store, tx, areas = u.store, u.tx, u.ref.areas
+    found: dict[str, dict[str, Any]] = {}
+    explored: set[str] = set()
+    frontier = set(locations)
+    while frontier:
+        explored |= frontier
+        for need in store.open_needs_reaching(tx, category, sorted(frontier)):
+            found.setdefault(need["_id"], need)
+        reached: set[str] = set()
+        for need in found.values():
+            reached.update(engine.reach(as_engine_need(need), areas))
+        more = sorted(reached - explored)
+        bins = store.load_bins(tx, category, more)
+        frontier = {bin_id.split("|", 1)[1] for bin_id, entries in bins.items()
+                    if any(_usable(e, u.now) for e in entries)}
+        explored.update(more)
+    return list(found.values())
 
 
 def fill(u: Unit, need_docs: list[dict[str, Any]],

@@ -20,7 +20,11 @@ class LotChanged(Retry):
 
 class MatchingStore(BaseStore):
     collections = {
-        "needs": [[("open_category", ASCENDING)]],
+        # open needs by category; and by category and community or tier: the needs that can
+        # reach a warehouse are found without reading every open need of the category
+        "needs": [[("open_category", ASCENDING)],
+                  [("open_category", ASCENDING), ("community_id", ASCENDING)],
+                  [("open_category", ASCENDING), ("tier", ASCENDING)]],
         # one document per lot: the authority for the conditional claim
         "supply": [[("category", ASCENDING)]],
         # one document per (category, warehouse) listing its live lots in the order they are
@@ -147,6 +151,8 @@ class MatchingStore(BaseStore):
             absent.discard(need["_id"])
             staged = {**need, "assignments": list(need.get("assignments", []))}
             new[need["_id"]] = staged
+            # the caller's document (the one a plan changes) until it is written
+            tx.shared.setdefault("new_need_docs", {})[need["_id"]] = need
             tx.stage("needs", need["_id"], InsertOne(staged))
         else:
             values = {k: v for k, v in need.items() if k != "_id"}
@@ -158,20 +164,71 @@ class MatchingStore(BaseStore):
         tx.shared.setdefault("unlisted", set()).add(need["_id"])
         known = tx.shared.get("open_needs", {}).get(need["category"])
         if known is not None and need.get("open_category"):
-            known[need["_id"]] = need
+            known["docs"][need["_id"]] = need
         return True
 
+    def _open(self, tx: Tx, category: str) -> dict[str, Any]:
+        """What this transaction (this batch) has read of a category's open needs: the
+        documents (the same ones a plan changes; a need inserted or met here is added or
+        dropped; any other change to a need forgets them all), and how far they go: every
+        open need (``all``), or those that can reach the warehouses of some streets."""
+        states = tx.shared.setdefault("open_needs", {})
+        state = states.get(category)
+        if state is None:
+            state = states[category] = {"docs": {}, "all": False, "streets": set(),
+                                        "above": False}
+            for need in tx.shared.get("new_need_docs", {}).values():  # not written yet
+                if need["category"] == category and need.get("open_category") \
+                        and need.get("status") != "fulfilled":
+                    state["docs"][need["_id"]] = need
+        return state
+
+    def _read_open(self, tx: Tx, state: dict[str, Any], query: dict[str, Any]) -> None:
+        for doc in self.db.needs.find(query, session=tx.session):
+            state["docs"].setdefault(doc["_id"], doc)  # what this transaction has is newer
+
     def open_needs(self, tx: Tx, category: str) -> list[dict[str, Any]]:
-        """The open needs of a category, read once per transaction (per batch): later calls
-        get them as this transaction left them (the same documents a plan changes; a need
-        inserted or met here is added or dropped; any other change to a need forgets them)."""
-        known = tx.shared.setdefault("open_needs", {})
-        if category not in known:
-            self._write_new_needs(tx)
+        """Every open need of a category, read once per transaction (per batch)."""
+        state = self._open(tx, category)
+        if not state["all"]:
             # ``open_category`` is set only while a need is open: a selective equality.
-            known[category] = {d["_id"]: d for d in self.db.needs.find(
-                {"open_category": category}, session=tx.session)}
-        return list(known[category].values())
+            self._read_open(tx, state, {"open_category": category})
+            state["all"] = True
+        return list(state["docs"].values())
+
+    def open_needs_reaching(self, tx: Tx, category: str,
+                            locations: list[str]) -> list[dict[str, Any]]:
+        """The open needs of a category that can draw on a warehouse in ``locations`` (at
+        the tier each has reached), read by community and tier: a warehouse's street's
+        communities, the needs posted above communities, the needs escalated to the
+        district. The cost follows the needs that can reach the warehouses, not every open
+        need of the category; a district warehouse is reached by them all."""
+        areas = self.areas
+        state = self._open(tx, category)
+        wanted = [loc for loc in locations if loc in areas.areas]
+        if not state["all"]:
+            streets: set[str] = set()
+            for loc in wanted:
+                area = areas.areas[loc]
+                if area.parent is None:  # the district: every need reaches it
+                    return self.open_needs(tx, category)
+                streets.add(loc if areas.tier(loc) == "street" else area.parent)
+            if not state["above"]:
+                above = [a for a, area in areas.areas.items() if areas.tier(a) != "community"]
+                self._read_open(tx, state, {"open_category": category,
+                                            "community_id": {"$in": sorted(above)}})
+                self._read_open(tx, state, {"open_category": category, "tier": "district"})
+                state["above"] = True
+            new = sorted(streets - state["streets"])
+            if new:
+                communities = sorted({c for st in new for c in areas.children.get(st, [])})
+                if communities:
+                    self._read_open(tx, state, {"open_category": category,
+                                                "community_id": {"$in": communities}})
+                state["streets"].update(new)
+        reach = set(wanted)
+        return [d for d in state["docs"].values()
+                if reach.intersection(engine.reach(as_engine_need(d), areas))]
 
     def _changed_needs(self, tx: Tx) -> None:
         """A need changed otherwise than by a plan: the open needs read are read again (and
@@ -186,6 +243,7 @@ class MatchingStore(BaseStore):
         if tx.staged("needs"):
             tx.write_staged("needs")
         tx.shared.pop("new_needs", None)
+        tx.shared.pop("new_need_docs", None)
 
     def record_allocations(self, tx: Tx, need_id: str, fulfilled: int, status: str,
                            assignments: list[dict[str, Any]]) -> None:
@@ -196,7 +254,7 @@ class MatchingStore(BaseStore):
         if status == "fulfilled":
             update["$unset"] = {"open_category": ""}
             for known in tx.shared.get("open_needs", {}).values():
-                known.pop(need_id, None)
+                known["docs"].pop(need_id, None)
             if need_id not in tx.shared.get("unlisted", ()):
                 tx.stage("open_index", need_id, DeleteOne({"_id": need_id}))
         staged = tx.shared.get("new_needs", {}).get(need_id)

@@ -49,3 +49,41 @@ def test_a_batch_covers_both_needs_and_the_moved_one_says_why(infra):
     assert crit["assignments"][0]["score"]["moved_for"] == "coverage"
     assert "can reach no other" in crit["assignments"][0]["explanation"]
     assert [store.db.supply.find_one({"_id": i})["available"] for i in ("own", "far")] == [0, 0]
+
+
+def test_the_needs_that_can_reach_a_warehouse_are_read_without_the_rest(infra):
+    space = infra.new_space("reaching")
+    store = make_store(space, cls=MatchingStore, source="matching")
+    category = "reach-masks"
+    needs = [("home", "QY-S01-C01", "community"), ("neighbour", "QY-S01-C02", "community"),
+             ("neighbour-street", "QY-S01-C02", "street"), ("far", "QY-S02-C01", "community"),
+             ("far-district", "QY-S02-C01", "district")]
+    store.db.needs.insert_many([
+        {"_id": nid, "category": category, "open_category": category, "community_id": c,
+         "tier": tier, "kind": "goods", "quantity_milli": 1000, "fulfilled_milli": 0,
+         "unit": "piece", "urgency": "low", "status": "open", "assignments": []}
+        for nid, c, tier in needs])
+    store.db.needs.insert_many([  # many more, in a street no warehouse here belongs to
+        {"_id": f"other-{i}", "category": category, "open_category": category,
+         "community_id": "QY-S03-C01", "tier": "community", "kind": "goods",
+         "quantity_milli": 1000, "fulfilled_milli": 0, "unit": "piece", "urgency": "low",
+         "status": "open", "assignments": []} for i in range(300)])
+
+    def reaching(locations):
+        return sorted(d["_id"] for d in store.atomically(
+            lambda tx: store.open_needs_reaching(tx, category, locations)))
+
+    # a community's warehouse: its own needs, its street's needs escalated to the street,
+    # every need escalated to the district
+    assert reaching(["QY-S01-C01"]) == ["far-district", "home", "neighbour-street"]
+    assert reaching(["QY-S01"]) == ["far-district", "home", "neighbour", "neighbour-street"]
+    assert reaching(["QY-S02-C01"]) == ["far", "far-district"]
+    assert len(reaching(["QY"])) == 305  # the district's warehouse: every open need
+
+    def read(locations):
+        def work(tx):
+            store.open_needs_reaching(tx, category, locations)
+            return tx.shared["open_needs"][category]["docs"]
+        return store.atomically(work)
+
+    assert not any(nid.startswith("other-") for nid in read(["QY-S01-C01", "QY-S02-C01"]))

@@ -19,7 +19,13 @@ from services.common.store import DUPLICATE, Tx
 from services.common.uow import Scope
 from services.donations.store import StockInconsistent
 from services.matching import engine
-from services.matching.store import LotChanged, _expired, bin_entry, bin_order
+from services.matching.store import (
+    LotChanged,
+    _expired,
+    as_engine_need,
+    bin_entry,
+    bin_order,
+)
 
 REF = reference.load("deploy/reference")
 
@@ -135,6 +141,12 @@ class FakeMatchingStore(FakeStore):
 
     def open_needs(self, tx: Tx, category: str) -> list[dict[str, Any]]:
         return self.needs.find(lambda d: d.get("open_category") == category)
+
+    def open_needs_reaching(self, tx: Tx, category: str,
+                            locations: list[str]) -> list[dict[str, Any]]:
+        wanted = set(locations)
+        return [d for d in self.open_needs(tx, category)
+                if wanted & set(engine.reach(as_engine_need(d), REF.areas))]
 
     def record_allocations(self, tx: Tx, need_id: str, fulfilled: int, status: str,
                            assignments: list[dict[str, Any]]) -> None:

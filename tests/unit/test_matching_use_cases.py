@@ -260,3 +260,37 @@ def test_a_withdrawal_takes_stock_once_with_its_share_of_the_value(store):
     assert sum(a["value_yuan"] for a in store.emitted("assignment_made")) == 300.0
     assert withdraw(store, 1, "WO-5") == {"ok": False, "available": 0,
                                          "error": "not enough unallocated stock in the lot"}
+
+
+def test_a_plan_takes_the_needs_in_contention_only_and_shares_as_planning_them_all():
+    """Open needs that can reach none of the stock in contention are left out of a plan; the
+    needs that are in it share the stock exactly as if every open need had been planned."""
+    def scene():
+        s = FakeMatchingStore()
+        lot(s, "STREET", 30, location="QY-S01")  # reached by every community of the street
+        lot(s, "C02", 20, location="QY-S01-C02")  # C02's own, and what C02 contends through
+        lot(s, "HOME", 15)  # only HOME's community can draw on it
+        for i in range(40):  # far away: another street, where no stock is
+            post(s, f"FAR-{i}", 10, community=OTHER_STREET, urgency="low")
+        post(s, "N-C02", 100, community="QY-S01-C02")
+        post(s, "N-C03", 40, community="QY-S01-C03")
+        return s
+
+    store = scene()
+    found = store.scope().atomically(
+        lambda u: handlers.contenders(u, "masks", ["QY-S01-C01"]))
+    assert found == []  # no open need can draw on HOME's warehouse yet
+    found = store.scope().atomically(lambda u: handlers.contenders(u, "masks", ["QY-S01"]))
+    assert sorted(d["_id"] for d in found) == ["N-C02", "N-C03"]  # the far needs left out
+
+    # the same new need, planned with its contenders and planned with every open need
+    post(store, "N-HOME", 40)
+    everything = scene()
+    everything.open_needs_reaching = lambda tx, category, locations: everything.open_needs(
+        tx, category)
+    post(everything, "N-HOME", 40)
+    for nid in ("N-HOME", "N-C02", "N-C03", "FAR-0"):
+        assert store.needs.get(nid)["fulfilled_milli"] == \
+            everything.needs.get(nid)["fulfilled_milli"], nid
+    assert store.needs.get("N-HOME")["fulfilled_milli"] > 0
+    assert [e["data"] for e in store.outbox] == [e["data"] for e in everything.outbox]
