@@ -115,4 +115,8 @@ class MatchingService(ServiceEndpoints):
 
     @rpc
     def needs_overview(self) -> dict[str, Any]:
-        return overview.needs_overview(self.store, self.reference, contract.now())
+        """The overview as computed at most ``OVERVIEW_SECONDS`` ago: status pages, the
+        dashboard and ``relief-ops status`` polled by many people during a backlog share one
+        read of the open needs instead of each making its own."""
+        return self.store.overview.get(
+            lambda: overview.needs_overview(self.store, self.reference, contract.now()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import eventlet.semaphore
@@ -16,6 +17,27 @@ from services.matching import engine
 
 class LotChanged(Retry):
     """A lot no longer holds what the snapshot said: rerun the allocation."""
+
+
+OVERVIEW_SECONDS = 1.0  # how old the on-call overview may be (see ``Recent``)
+
+
+class Recent:
+    """One value, computed again when it is older than ``seconds``; callers that ask while
+    it is being computed wait for that result instead of computing it too."""
+
+    def __init__(self, seconds: float, clock: Any = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self._value: tuple[float, Any] | None = None
+        self._turn = eventlet.semaphore.Semaphore(1)
+
+    def get(self, compute: Any) -> Any:
+        with self._turn:
+            if self._value is None or self.clock() - self._value[0] >= self.seconds:
+                started = self.clock()
+                self._value = (started, compute())
+            return self._value[1]
 
 
 class MatchingStore(BaseStore):
@@ -44,6 +66,7 @@ class MatchingStore(BaseStore):
         super().__init__(*args, **kwargs)
         self._turns: dict[str, eventlet.semaphore.Semaphore] = {}
         self._areas: Any = None
+        self.overview = Recent(OVERVIEW_SECONDS)
 
     @property
     def areas(self) -> Any:

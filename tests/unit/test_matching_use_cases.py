@@ -294,3 +294,26 @@ def test_a_plan_takes_the_needs_in_contention_only_and_shares_as_planning_them_a
             everything.needs.get(nid)["fulfilled_milli"], nid
     assert store.needs.get("N-HOME")["fulfilled_milli"] > 0
     assert [e["data"] for e in store.outbox] == [e["data"] for e in everything.outbox]
+
+
+def test_the_overview_is_shared_by_whoever_asks_within_a_second():
+    import eventlet
+
+    from services.matching.store import Recent
+
+    now = [0.0]
+    computed = []
+
+    def compute():
+        computed.append(now[0])
+        eventlet.sleep(0.01)  # a read of the open needs: others ask meanwhile
+        return len(computed)
+
+    overview = Recent(1.0, clock=lambda: now[0])
+    pool = eventlet.GreenPool()
+    answers = list(pool.imap(lambda _: overview.get(compute), range(5)))
+    assert answers == [1] * 5 and computed == [0.0]  # five readers, one read
+    now[0] = 0.9
+    assert overview.get(compute) == 1
+    now[0] = 1.0
+    assert overview.get(compute) == 2  # a second old: read again
