@@ -439,9 +439,10 @@ class NotificationsStore(BaseStore):
         only one instance wins; a live lease makes the upsert collide with the existing
         mailbox, which is a refusal."""
         try:
+            # no lease, or one past (``$not``: an ``$or`` here makes the local database
+            # scan the collection)
             result = self.db.mailboxes.update_one(
-                {"_id": recipient_id,
-                 "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
+                {"_id": recipient_id, "lease_until": {"$not": {"$gte": now}}},
                 {"$set": {"lease_until": lease_until, "lease_owner": owner}}, upsert=True)
         except DuplicateKeyError:
             return False
