@@ -202,8 +202,8 @@ class Batcher:
         started = time.monotonic()
         batch = Batch(store)
         batch.mark([f"{provider.consumer_key}:{event.event_id}" for provider, _, event in items])
-        batch.prefetch([event for _, _, event in items])
         try:
+            batch.prefetch([event for _, _, event in items])
             for provider, _, event in items:
                 failed = provider.run_in_batch(batch, event)
                 if failed is not None:

@@ -347,8 +347,7 @@ class Batch:
         try:
             self.store.prefetch(tx, events)
             self.after_commit.extend(tx.after_commit)
-        except PyMongoError as exc:
-            self.abort()
+        except PyMongoError as exc:  # the caller aborts the batch
             raise BatchFailed(f"prefetch: {type(exc).__name__}: {exc}"[:500]) from exc
 
     def join(self, work: Callable[[Tx], Any], key: str | None) -> Any:

@@ -397,6 +397,8 @@ class NotificationsStore(BaseStore):
         commits, with whatever else of the batch waits)."""
         adding = tx.shared.setdefault("awaiting_adds", {}).setdefault(subject_key, [])
         adding.append(message_id)
+        # what the batch read of this record is out of date: it is read afresh (written first)
+        tx.shared.get("awaiting", {}).pop(subject_key, None)
         tx.stage("awaiting", subject_key, UpdateOne(
             {"_id": subject_key}, {"$addToSet": {"messages": {"$each": list(adding)}},
                                    "$setOnInsert": {"since": now}}, upsert=True))

@@ -139,7 +139,9 @@ def test_watch_refreshes_until_interrupted(system):
         assert second["checked_at"] >= first["checked_at"]
     finally:
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=20)
+        # read what it still writes: a full pipe would keep it from exiting
+        process.communicate(timeout=20)
+        code = process.returncode
     assert code == 0
 
 

@@ -4,6 +4,7 @@ records, the pending messages), and documents of older versions are taken over a
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from datetime import timedelta
@@ -342,3 +343,38 @@ def test_a_batch_adopts_what_waited_for_its_needs_and_writes_each_collection_onc
     # the subjects read at once, and written once each in one request
     assert on_subjects == ["find", "update"]
     assert len(inserts) <= 2  # the new messages: before the first adoption, and at commit
+
+
+@pytest.mark.parametrize("order", ["told_then_posted", "posted_then_told"])
+def test_a_batch_adopts_what_waited_from_before_and_what_it_tells_itself(store, ctx, order):
+    nid = uid("N")
+    handle(store, ctx, handlers.on_need_fulfilled, fulfilled(nid))  # waits: need unknown
+    items = [(handlers.on_assignment_made, assigned(nid)),
+             (handlers.on_need_posted, posted(nid, phone()))]
+    handle_batch(store, ctx, items if order == "told_then_posted" else items[::-1])
+    shown = store.messages_for_need(nid)
+    assert sorted(m["template"] for m in shown) == ["assignment_made", "need_fulfilled"]
+    assert all(m["recipient"] and "awaiting" not in m for m in shown), shown
+    assert store.db.awaiting.find_one({"_id": f"need:{nid}"}) is None
+
+
+def test_batches_in_any_order_adopt_every_message_that_waited(store, ctx):
+    """A burst after an outage: a need's news and its posting arrive in any order, split
+    into batches anywhere; every message finds its recipient and nothing is left waiting."""
+    rnd = random.Random(7)
+    contact = phone()
+    for _ in range(6):
+        needs = [uid("N") for _ in range(8)]
+        items = [item for nid in needs for item in (
+            (handlers.on_need_fulfilled, fulfilled(nid)),
+            (handlers.on_assignment_made, assigned(nid)),
+            (handlers.on_need_posted, posted(nid, contact)))]
+        rnd.shuffle(items)
+        first, second = sorted(rnd.sample(range(1, len(items)), 2))
+        for part in (items[:first], items[first:second], items[second:]):
+            handle_batch(store, ctx, part)
+        left = [(m["template"], m["need_id"]) for nid in needs
+                for m in store.messages_for_need(nid)
+                if not m.get("recipient") or "awaiting" in m]
+        assert left == []
+        assert all(store.db.awaiting.find_one({"_id": f"need:{nid}"}) is None for nid in needs)
