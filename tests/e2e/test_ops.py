@@ -131,7 +131,9 @@ def test_watch_refreshes_until_interrupted(system):
     process = subprocess.Popen(
         [sys.executable, "-m", "services.ops.cli", "status", "--json", "--watch", "0.5"],
         cwd=ROOT, env=ops_env(system), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True,
+        # as from a terminal: a run started in the background inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = json.loads(process.stdout.readline())
         second = json.loads(process.stdout.readline())
