@@ -147,19 +147,25 @@ class GatewayStore(BaseStore):
         attempts made at the same moment each see the others (none slips under the limit).
         A success then takes its attempt back (:meth:`attempt_succeeded`)."""
         from pymongo import ReturnDocument
+        from pymongo.errors import DuplicateKeyError
 
         now = contract.now()
         out = {}
         for key in keys:
-            row = self.db.signin_attempts.find_one_and_update(
-                {"_id": key, "since": {"$gt": now - window}}, {"$inc": {"n": 1}},
-                return_document=ReturnDocument.AFTER)
-            if row is None:  # none yet, or the window passed: this one starts it
-                self.db.signin_attempts.replace_one({"_id": key}, {"n": 1, "since": now},
-                                                    upsert=True)
-                out[key] = 1
-            else:
-                out[key] = row["n"]
+            # a window that passed starts again (a conditional reset: of two attempts at
+            # that moment, the second finds the window started and counts in it)
+            self.db.signin_attempts.update_one(
+                {"_id": key, "since": {"$lte": now - window}}, {"$set": {"n": 0, "since": now}})
+            row = None
+            for _ in range(2):  # two first attempts at once: one inserts, the other counts
+                try:
+                    row = self.db.signin_attempts.find_one_and_update(
+                        {"_id": key}, {"$inc": {"n": 1}, "$setOnInsert": {"since": now}},
+                        upsert=True, return_document=ReturnDocument.AFTER)
+                    break
+                except DuplicateKeyError:
+                    continue
+            out[key] = row["n"] if row else 1
         return out
 
     def clear_failures(self, key: str) -> None:
