@@ -16,16 +16,11 @@ class AccountingStore(BaseStore):
         """Append an entry; its id is derived from its cause, so it is written once (an
         entry already in the ledger is left as it is). The entries of a transaction (of a
         whole batch) are written together as it commits, in one request."""
-        entries = tx.shared.setdefault("ledger", {})
-        entries.setdefault(entry["_id"], entry)
-
-        def write() -> None:
-            self.db.ledger.bulk_write(
-                [UpdateOne({"_id": key}, {"$setOnInsert": {k: v for k, v in e.items()
-                                                           if k != "_id"}}, upsert=True)
-                 for key, e in entries.items()], ordered=True, session=tx.session)
-
-        tx.before_commit("ledger", write)
+        if tx.staged("ledger", entry["_id"]):
+            return  # the first entry with this cause stands, as it would in the ledger
+        tx.stage("ledger", entry["_id"], UpdateOne(
+            {"_id": entry["_id"]},
+            {"$setOnInsert": {k: v for k, v in entry.items() if k != "_id"}}, upsert=True))
 
     def entries(self) -> list[dict[str, Any]]:
         # reports scan the whole ledger: they are off the hot path (DESIGN.md)

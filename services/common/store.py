@@ -58,8 +58,7 @@ DUPLICATE: Any = _Duplicate()
 """Returned by ``atomically`` when the event was already processed."""
 
 
-_DEFERRED = "_before_commit"  # the key of a transaction's deferred writes in ``Tx.shared``
-_STAGED = "_staged"  # and of its staged bulk writes (``Tx.stage``)
+_STAGED = "_staged"  # the key of a transaction's staged bulk writes in ``Tx.shared``
 
 
 class Tx:
@@ -84,12 +83,6 @@ class Tx:
                                   occurred_at=occurred_at)
         self.events.append(envelope)
         return envelope
-
-    def before_commit(self, key: str, write: Callable[[], None]) -> None:
-        """Run ``write`` once, just before the transaction (a batch's, if it is in one)
-        commits. A later write under the same key replaces an earlier one: a document that
-        several events of a batch change is written once, in its last state."""
-        self.shared.setdefault(_DEFERRED, {})[key] = write
 
     def stage(self, collection: str, key: str, op: Any,
               or_raise: Exception | None = None) -> None:
@@ -134,11 +127,7 @@ class Tx:
                                   "changed")
 
     def flush(self) -> None:
-        """Run the writes deferred to the commit (see :meth:`before_commit` and
-        :meth:`stage`)."""
-        deferred = self.shared.pop(_DEFERRED, None) or {}
-        for write in deferred.values():
-            write()
+        """Write what is staged for the commit (see :meth:`stage`)."""
         self.write_staged()
 
 

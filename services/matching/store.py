@@ -19,10 +19,10 @@ class LotChanged(Retry):
     """A lot no longer holds what the snapshot said: rerun the allocation."""
 
 
-OVERVIEW_SECONDS = 1.0  # how old the on-call overview may be (see ``Recent``)
+OVERVIEW_SECONDS = 1.0  # how old the on-call overview may be (see ``SharedValue``)
 
 
-class Recent:
+class SharedValue:
     """One value, computed again when it is older than ``seconds``; callers that ask while
     it is being computed wait for that result instead of computing it too."""
 
@@ -66,7 +66,7 @@ class MatchingStore(BaseStore):
         super().__init__(*args, **kwargs)
         self._turns: dict[str, eventlet.semaphore.Semaphore] = {}
         self._areas: Any = None
-        self.overview = Recent(OVERVIEW_SECONDS)
+        self.overview = SharedValue(OVERVIEW_SECONDS)
 
     @property
     def areas(self) -> Any:

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 from nameko.containers import ServiceContainer
+from pymongo import UpdateOne
 
 from deploy.topology import deploy
 from services.common.handler import on_event
@@ -47,9 +48,9 @@ class BatchProbe:
             tx.after_commit.append(lambda: REMEMBERED.update([event.event_id]))
             # a document the events of a transaction share, written once as it commits
             tx.shared["counted"] = tx.shared.get("counted", 0) + 1
-            tx.before_commit("total", lambda: tx.db.totals.update_one(
+            tx.stage("totals", "total", UpdateOne(
                 {"_id": "total"}, {"$inc": {"events": tx.shared["counted"], "writes": 1}},
-                upsert=True, session=tx.session))
+                upsert=True))
 
         self.store.atomically(work, event=event)  # marked as the "handle" consumer's
 

@@ -299,7 +299,7 @@ def test_a_plan_takes_the_needs_in_contention_only_and_shares_as_planning_them_a
 def test_the_overview_is_shared_by_whoever_asks_within_a_second():
     import eventlet
 
-    from services.matching.store import Recent
+    from services.matching.store import SharedValue
 
     now = [0.0]
     computed = []
@@ -309,7 +309,7 @@ def test_the_overview_is_shared_by_whoever_asks_within_a_second():
         eventlet.sleep(0.01)  # a read of the open needs: others ask meanwhile
         return len(computed)
 
-    overview = Recent(1.0, clock=lambda: now[0])
+    overview = SharedValue(1.0, clock=lambda: now[0])
     pool = eventlet.GreenPool()
     answers = list(pool.imap(lambda _: overview.get(compute), range(5)))
     assert answers == [1] * 5 and computed == [0.0]  # five readers, one read
