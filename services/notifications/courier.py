@@ -1,26 +1,27 @@
 """The courier: delivers what the handlers queued, outside any event transaction.
 
 Every ``poll_seconds`` it finds the recipients with a message due (one indexed equality on
-the state of messages: only what is still to be sent is read) and, for each, in parallel:
+the state of messages: only what is still to be sent is read) and takes them ``CHUNK`` at a
+time; for each chunk, a few requests however many recipients it holds:
 
-1. **claims** the recipient's mailbox with one conditional ``update_one`` (no live lease)
-   and checks ``modified_count``: of two instances, one wins, the other moves on;
-2. takes *all* the recipient's pending messages that may go now (read afresh once the
-   mailbox is held: not waiting for a retry, not held by quiet hours unless critical, not
-   expired) and sends them as **one** delivery: the message itself, or a digest
+1. **claims** their mailboxes together (``store.claim_mailboxes``: one conditional
+   ``update_many`` on the free ones, carrying a token of the claim, read back by id): of two
+   instances, one wins each mailbox, the other moves on;
+2. reads their pending messages afresh by id once the mailboxes are held (one request), and
+   their addresses (one or two), then delivers to each in parallel: *all* the recipient's
+   pending messages that may go now (not waiting for a retry, not held by quiet hours unless
+   critical, not expired) go as **one** delivery: the message itself, or a digest
    summarising them within what the channel carries (an SMS in at most
    ``sms_max_segments`` segments: counts by kind, the most urgent items by name, a signed
    link to the full list; an email or WeChat message grouped by need, as much as fits:
    ``texts.compose_digest``). A message is due at the end of its recipient's window, so
    what arrives within a window leaves together;
-3. records the outcome and releases the mailbox, in one transaction when the delivery
-   carried several messages (those with the same outcome updated by one conditional
-   request; a single message needs no transaction: its update, then the release): sent;
-   failed and due again after a back-off; or dead after ``max_attempts`` (at once when
-   retrying cannot help), with the reason. Outcomes are counted in ``/metrics`` and kept
-   with each message (``GET /api/notifications``); no event is published for them, since
-   nothing consumes one (an event nobody is bound for would only fill
-   ``relief.unroutable``).
+3. records every outcome and releases the mailboxes in one transaction (two bulk requests;
+   a single message needs no transaction): sent; failed and due again after a back-off; or
+   dead after ``max_attempts`` (at once when retrying cannot help), with the reason.
+   Outcomes are counted in ``/metrics`` and kept with each message
+   (``GET /api/notifications``); no event is published for them, since nothing consumes
+   one (an event nobody is bound for would only fill ``relief.unroutable``).
 
 Once a minute it also gives up on messages whose recipient never became known, reading
 only the ``awaiting`` records (one per subject something waits for), never every message.
@@ -60,6 +61,9 @@ from services.notifications.store import PENDING, NotificationsStore
 log = logging.getLogger(__name__)
 
 ORPHAN_SWEEP_SECONDS = 60.0
+# recipients taken at a time: their mailboxes claimed, their messages read and their
+# outcomes recorded together (a crash before the record makes at most these again)
+CHUNK = 32
 
 
 class Attempt(NamedTuple):
@@ -82,46 +86,65 @@ class Courier:
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, store: NotificationsStore, reference: Any = None) -> int:
-        """One pass: deliver to every recipient with a message due. Returns how many
-        deliveries were made (sent or failed)."""
+        """One pass: deliver to every recipient with a message due, ``CHUNK`` recipients at
+        a time. Returns how many deliveries were made (sent or failed)."""
         now = contract.now()
         self.sweep_orphans(store, now)
-        recipients: list[str] = []
-        for message in store.due_messages(now):
-            if message.get("recipient") and message["recipient"] not in recipients:
-                recipients.append(message["recipient"])
-        if not recipients:
-            return 0
-        pool = GreenPool(max(1, self.cfg.concurrency))
-        results = list(pool.imap(lambda r: self.deliver(store, reference, r), recipients))
-        return sum(1 for r in results if r)
+        due = store.due_mailboxes(now)
+        made = 0
+        recipients = list(due)
+        for i in range(0, len(recipients), CHUNK):
+            made += self.deliver_many(store, reference,
+                                      {r: due[r] for r in recipients[i:i + CHUNK]})
+        return made
 
-    def deliver(self, store: NotificationsStore, reference: Any, recipient_id: str) -> bool:
+    def deliver_many(self, store: NotificationsStore, reference: Any,
+                     pending: dict[str, list[str]]) -> int:
+        """Deliver to these recipients (``{recipient: ids of its pending messages}``): their
+        mailboxes claimed together, their messages and addresses read together, the
+        deliveries made in parallel, their outcomes recorded together. Returns how many
+        deliveries were made."""
         now = contract.now()
         lease = now + timedelta(seconds=self.cfg.lease_seconds)
-        if not store.claim_mailbox(recipient_id, now, lease, self.owner):
-            return False  # another instance is delivering to this recipient
-        released: list[bool] = []  # recording an outcome releases the mailbox with it
+        held = store.claim_mailboxes(list(pending), now, lease, self.owner)
+        if not held:
+            return 0  # another instance is delivering to each of them
+        outcomes: dict[str, tuple[list[dict[str, Any]], Attempt] | None] = {}
         try:
-            return self._deliver(store, reference, recipient_id, released)
-        except Exception:  # noqa: BLE001 - one recipient must not stop the others
-            log.exception("delivery to %s failed unexpectedly", recipient_id)
-            return False
-        finally:
-            if not released:
-                try:
-                    store.release_mailbox(None, recipient_id, self.owner)
-                except Exception:  # noqa: BLE001 - the lease expires by itself
-                    log.warning("could not release mailbox %s", recipient_id)
+            messages: dict[str, list[dict[str, Any]]] = {r: [] for r in held}
+            for message in store.pending_of([m for r in held for m in pending[r]]):
+                if message.get("recipient") in messages:
+                    messages[message["recipient"]].append(message)
+            people = store.recipients_of(list(held))
+            pool = GreenPool(max(1, self.cfg.concurrency))
 
-    def _deliver(self, store: NotificationsStore, reference: Any, recipient_id: str,
-                 released: list[bool]) -> bool:
+            def attempt(recipient_id: str) -> None:
+                try:
+                    outcomes[recipient_id] = self._attempt(
+                        store, reference, recipient_id, people, messages[recipient_id])
+                except Exception:  # noqa: BLE001 - one recipient must not stop the others
+                    log.exception("delivery to %s failed unexpectedly", recipient_id)
+                    outcomes[recipient_id] = None
+
+            for recipient_id in held:
+                pool.spawn_n(attempt, recipient_id)
+            pool.waitall()
+        finally:
+            # a recipient with no outcome (nothing ready, or a failure) is released as it was
+            self.record_all(store, {r: outcomes.get(r) for r in held})
+        return sum(1 for o in outcomes.values() if o is not None)
+
+    def _attempt(self, store: NotificationsStore, reference: Any, recipient_id: str,
+                 people: dict[str, dict[str, Any]], pending: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], Attempt] | None:
+        """One delivery to a recipient whose mailbox this instance holds: what it carried
+        and how it went, or None when nothing was ready to go."""
         now = contract.now()
-        recipient = store.recipient(recipient_id)
-        person = effective(store, recipient)
+        recipient = people.get(recipient_id)
+        person = effective(people.get, recipient)
         tz = person.get("timezone") or self.cfg.default_timezone
         ready, expired = [], []
-        for message in sorted(store.pending_for(recipient_id), key=lambda m: m["created_at"]):
+        for message in sorted(pending, key=lambda m: m["created_at"]):
             if message.get("expires_at") and message["expires_at"] <= now:
                 expired.append(message)
             elif message["state"] == "failed" and message.get("next_attempt_at", now) > now:
@@ -138,31 +161,25 @@ class Courier:
             if held:
                 store.atomically(lambda tx: self._hold(store, tx, held, quiet_end))
         if not ready:
-            return False
+            return None
 
         if recipient is None:
-            self.record(store, recipient_id, ready,
-                        Attempt(None, None, Permanent("the recipient was deleted")), released)
-            return True
+            return ready, Attempt(None, None, Permanent("the recipient was deleted"))
         channel, address = policy.choose_channel(person, set(self.channels))
         if channel is None:
-            self.record(store, recipient_id, ready, Attempt(None, None, Permanent(address)),
-                        released)
-            return True
+            return ready, Attempt(None, None, Permanent(address))
         try:
             out = self.compose(reference, recipient_id, person, ready, address, channel)
         except Exception as exc:  # noqa: BLE001 - a template bug: dead, not retried forever
             log.exception("could not compose a message for %s", recipient_id)
             problem = Permanent(f"could not compose the message: {type(exc).__name__}: {exc}")
-            self.record(store, recipient_id, ready, Attempt(channel, None, problem), released)
-            return True
+            return ready, Attempt(channel, None, problem)
         try:
             self.channels[channel].send(out)
             error = None
         except DeliveryError as exc:
             error = exc
-        self.record(store, recipient_id, ready, Attempt(channel, out, error), released)
-        return True
+        return ready, Attempt(channel, out, error)
 
     # -- composing ----------------------------------------------------------------------
     def compose(self, reference: Any, recipient_id: str, person: dict[str, Any],
@@ -212,40 +229,64 @@ class Courier:
                 f"?sig={links.sign_digest(message_id, self.link_secret)}")
 
     # -- recording ----------------------------------------------------------------------
-    def record(self, store: NotificationsStore, recipient_id: str,
-               messages: list[dict[str, Any]], attempt: Attempt,
-               released: list[bool] | None = None) -> None:
-        """The outcome of one delivery for each of its messages, and the mailbox released.
+    def record_all(self, store: NotificationsStore,
+                   outcomes: dict[str, tuple[list[dict[str, Any]], Attempt] | None]) -> None:
+        """The outcomes of deliveries (``{recipient: (messages, attempt)}``, None for a
+        mailbox to give back as it was), each message's and the mailboxes released.
 
-        Several messages are recorded in one transaction (all or nothing: a delivery made
-        again after a crash carries the same messages and the same delivery id), those with
-        the same outcome (all of them, but for retries of different attempt counts) by one
-        conditional request. A single message needs no transaction: its update is atomic by
-        itself, and the release follows it."""
-        channel, out, error = attempt
+        All in one transaction when it covers several messages (all or nothing: a delivery
+        made again after a crash carries the same messages and the same delivery id), the
+        messages with the same outcome in one delivery updated by one conditional op, every
+        op in one bulk request. A single message needs no transaction: its update is atomic
+        by itself, and the release follows it. If the record fails, the mailboxes are
+        given back so that the deliveries are made again (same delivery ids)."""
         now = contract.now()
-        groups: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}
-        for message in messages:
-            outcome, update, key = self._outcome(message, channel, out, error, now)
-            groups.setdefault(key, (outcome, update, []))[2].append(message["_id"])
-        release = {"last_sent_at": now} if error is None else None
+        updates: list[tuple[list[str], dict[str, Any]]] = []
+        releases: dict[str, dict[str, Any] | None] = {}
+        counted: list[tuple[str, str | None, int]] = []
+        for recipient_id, outcome in outcomes.items():
+            releases[recipient_id] = None
+            if outcome is None:
+                continue
+            messages, (channel, out, error) = outcome
+            groups: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}
+            for message in messages:
+                result, update, key = self._outcome(message, channel, out, error, now)
+                groups.setdefault(key, (result, update, []))[2].append(message["_id"])
+            updates.extend((ids, update) for _, update, ids in groups.values())
+            counted.extend((result, channel, len(ids)) for result, _, ids in groups.values())
+            if error is None:
+                releases[recipient_id] = {"last_sent_at": now}
 
         def work(tx: Tx | None) -> None:
-            for _, update, ids in groups.values():
-                store.update_pending(tx, recipient_id, ids, update)
-            store.release_mailbox(tx, recipient_id, self.owner, release)
+            store.record_deliveries(tx, updates, self.owner, releases)
 
-        if len(messages) == 1:
-            work(None)
-        else:
-            store.atomically(work)
-        if released is not None:
-            released.append(True)
-        for outcome, _, ids in groups.values():
+        try:
+            if sum(len(ids) for ids, _ in updates) <= 1:
+                work(None)
+            else:
+                store.atomically(work)
+        except Exception:
+            log.exception("could not record %d deliveries; they will be made again",
+                          len(outcomes))
+            try:
+                store.release_mailboxes(None, self.owner, dict.fromkeys(outcomes))
+            except Exception:  # noqa: BLE001 - the leases expire by themselves
+                log.warning("could not release %d mailboxes", len(outcomes))
+            return
+        for result, channel, n in counted:
             REGISTRY.inc("relief_notifications_total",
-                         {"outcome": outcome, "channel": channel or "none"}, len(ids),
+                         {"outcome": result, "channel": channel or "none"}, n,
                          doc="messages delivered (sent), to be retried (failed) or given up "
                              "(dead), by channel")
+        for recipient_id, outcome in outcomes.items():
+            if outcome is not None:
+                self._log_delivery(recipient_id, *outcome)
+
+    @staticmethod
+    def _log_delivery(recipient_id: str, messages: list[dict[str, Any]],
+                      attempt: Attempt) -> None:
+        channel, out, error = attempt
         REGISTRY.inc("relief_notification_deliveries_total",
                      {"outcome": "sent" if error is None else "failed",
                       "channel": channel or "none"},
@@ -352,14 +393,14 @@ class Courier:
         return given_up
 
 
-def effective(store: NotificationsStore, recipient: dict[str, Any] | None) -> dict[str, Any]:
+def effective(lookup: Any, recipient: dict[str, Any] | None) -> dict[str, Any]:
     """The preferences and addresses that apply: a contact known from events who is also a
     managed recipient (same phone: the contact names it in ``managed_by``) is reached as the
-    managed one chose."""
+    managed one chose. ``lookup(recipient_id)``: a recipient as stored, or None."""
     if recipient is None:
         return {}
     if not recipient.get("managed") and recipient.get("managed_by"):
-        managed = store.recipient(recipient["managed_by"])
+        managed = lookup(recipient["managed_by"])
         if managed:
             return managed
     return recipient

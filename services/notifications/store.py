@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateOne
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from services.common.store import BaseStore, Tx
 from services.notifications.keys import contact_id, prefetch_keys
@@ -314,11 +315,6 @@ class NotificationsStore(BaseStore):
                                              upsert=True, session=tx.session)
         return result.upserted_id is not None
 
-    def pending_for(self, recipient_id: str, tx: Tx | None = None) -> list[dict[str, Any]]:
-        _settle(tx)
-        return list(self.db.messages.find(
-            {"recipient": recipient_id, "state": {"$in": list(PENDING)}}, session=_s(tx)))
-
     def by_topic(self, tx: Tx, topic: str) -> list[dict[str, Any]]:
         _settle(tx)
         return list(self.db.messages.find({"topic": topic}, session=tx.session))
@@ -338,20 +334,6 @@ class NotificationsStore(BaseStore):
         tx.stage("messages", f"adopt:{message_id}",
                  UpdateOne({"_id": message_id, "state": {"$in": list(PENDING)}}, update))
         tx.shared.get("messages", {}).pop(message_id, None)
-
-    def update_pending(self, tx: Tx | None, recipient_id: str, message_ids: list[str],
-                       update: dict[str, Any]) -> int:
-        """Apply ``update`` to those of ``message_ids`` (all ``recipient_id``'s, as the
-        courier read them) that are still pending, in one request, found by their ids (a
-        filter that also names the recipient makes the local database scan every message:
-        measured 36 ms a delivery with 100,000 stored, against 2 ms). Returns how many
-        changed."""
-        _settle(tx)
-        if len(message_ids) == 1:
-            query: dict[str, Any] = {"_id": message_ids[0], "state": {"$in": list(PENDING)}}
-            return self.db.messages.update_one(query, update, session=_s(tx)).modified_count
-        query = {"_id": {"$in": list(message_ids)}, "state": {"$in": list(PENDING)}}
-        return self.db.messages.update_many(query, update, session=_s(tx)).modified_count
 
     def messages_for_need(self, need_id: str) -> list[dict[str, Any]]:
         return list(self.db.messages.find({"need_id": need_id}).limit(1000))
@@ -384,11 +366,31 @@ class NotificationsStore(BaseStore):
         state (an indexed equality: only what is still to be sent is read, however many
         messages were sent before) and ranked in memory (no sort or range on the server,
         see DESIGN.md)."""
-        pending = self.db.messages.find({"state": {"$in": list(PENDING)}},
-                                        {"recipient": 1, "due_at": 1})
-        due = [m for m in pending
+        due = [m for m in self._pending_heads()
                if m.get("recipient") and m.get("due_at") is not None and m["due_at"] <= now]
         return sorted(due, key=lambda m: m["due_at"])[:limit]
+
+    def due_mailboxes(self, now: datetime, limit: int = 500) -> dict[str, list[str]]:
+        """The recipients with a message due by ``now``, the earliest due first (at most
+        ``limit``), each with the ids of *all* its pending messages: whatever else is
+        pending goes in the same delivery. One read, as :meth:`due_messages`."""
+        pending: dict[str, list[str]] = {}
+        first_due: dict[str, datetime] = {}
+        for m in self._pending_heads():
+            recipient = m.get("recipient")
+            if not recipient:
+                continue
+            pending.setdefault(recipient, []).append(m["_id"])
+            due = m.get("due_at")
+            if due is not None and due <= now and (recipient not in first_due
+                                                   or due < first_due[recipient]):
+                first_due[recipient] = due
+        ranked = sorted(first_due, key=first_due.__getitem__)[:limit]
+        return {r: pending[r] for r in ranked}
+
+    def _pending_heads(self) -> Any:
+        return self.db.messages.find({"state": {"$in": list(PENDING)}},
+                                     {"recipient": 1, "due_at": 1})
 
     # -- messages waiting for their subject ---------------------------------------------
     def await_subject(self, tx: Tx, subject_key: str, message_id: str,
@@ -435,27 +437,97 @@ class NotificationsStore(BaseStore):
                                         session=tx.session)
 
     # -- mailboxes (the courier's leases) -----------------------------------------------
-    def claim_mailbox(self, recipient_id: str, now: datetime, lease_until: datetime,
-                      owner: str) -> bool:
-        """Take a recipient for delivery: one conditional update (created on first use), so
-        only one instance wins; a live lease makes the upsert collide with the existing
-        mailbox, which is a refusal."""
-        try:
-            # no lease, or one past (``$not``: an ``$or`` here makes the local database
-            # scan the collection)
-            result = self.db.mailboxes.update_one(
-                {"_id": recipient_id, "lease_until": {"$not": {"$gte": now}}},
-                {"$set": {"lease_until": lease_until, "lease_owner": owner}}, upsert=True)
-        except DuplicateKeyError:
-            return False
-        return result.modified_count == 1 or result.upserted_id is not None
+    def claim_mailboxes(self, recipient_ids: list[str], now: datetime,
+                        lease_until: datetime, owner: str) -> set[str]:
+        """Take recipients for delivery; returns those taken. Of two instances claiming the
+        same recipient, one wins. A few requests however many recipients: their mailboxes
+        read by id; the free ones (no lease, or one past) leased by one conditional
+        ``update_many`` carrying a token of this claim, and read back to see which carry it
+        (another instance's claim in between makes the condition fail); those never used
+        inserted, where a duplicate key means someone else created it first: a refusal."""
+        if not recipient_ids:
+            return set()
+        token = uuid.uuid4().hex
+        lease = {"lease_until": lease_until, "lease_owner": owner, "lease_token": token}
+        existing = {d["_id"]: d for d in self.db.mailboxes.find(
+            {"_id": {"$in": list(recipient_ids)}}, {"lease_until": 1})}
+        free = [r for r, d in existing.items()
+                if d.get("lease_until") is None or d["lease_until"] < now]
+        won: set[str] = set()
+        if free:
+            # ``$not``: an ``$or`` (no lease, or one past) makes the local database scan
+            self.db.mailboxes.update_many(
+                {"_id": {"$in": free}, "lease_until": {"$not": {"$gte": now}}},
+                {"$set": lease})
+            won |= {d["_id"] for d in self.db.mailboxes.find(
+                {"_id": {"$in": free}}, {"lease_token": 1}) if d.get("lease_token") == token}
+        absent = [r for r in dict.fromkeys(recipient_ids) if r not in existing]
+        if absent:
+            try:
+                self.db.mailboxes.insert_many([{"_id": r, **lease} for r in absent],
+                                              ordered=False)
+                won |= set(absent)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                refused = {absent[e["index"]] for e in errors}
+                won |= set(absent) - refused
+        return won
 
-    def release_mailbox(self, tx: Tx | None, recipient_id: str, owner: str,
-                        fields: dict[str, Any] | None = None) -> None:
-        self.db.mailboxes.update_one(
-            {"_id": recipient_id, "lease_owner": owner},
-            {"$set": {**(fields or {}), "lease_until": None, "lease_owner": None}},
-            session=_s(tx))
+    def release_mailboxes(self, tx: Tx | None, owner: str,
+                          releases: dict[str, dict[str, Any] | None]) -> None:
+        """Give back the mailboxes this instance holds (``{recipient: fields to set}``), in
+        one request: one op per distinct set of fields (an ``update_many`` by id costs
+        half of separate updates)."""
+        groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for recipient_id, fields in releases.items():
+            groups.setdefault(repr(sorted((fields or {}).items())),
+                              (fields or {}, []))[1].append(recipient_id)
+        if not groups:
+            return
+        self.db.mailboxes.bulk_write(
+            [UpdateMany({"_id": {"$in": ids}, "lease_owner": owner},
+                        {"$set": {**fields, "lease_until": None, "lease_owner": None,
+                                  "lease_token": None}})
+             for fields, ids in groups.values()], ordered=False, session=_s(tx))
+
+    def pending_of(self, message_ids: list[str]) -> list[dict[str, Any]]:
+        """Those of ``message_ids`` still pending, read afresh by id (one request)."""
+        if not message_ids:
+            return []
+        return [m for m in self.db.messages.find({"_id": {"$in": list(message_ids)}})
+                if m.get("state") in PENDING]
+
+    def recipients_of(self, recipient_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Recipients by id as stored, with the managed recipients they are reached as
+        (:func:`courier.effective`): one or two requests."""
+        found = {d["_id"]: d for d in self.db.recipients.find(
+            {"_id": {"$in": list(recipient_ids)}})} if recipient_ids else {}
+        managing = list({d["managed_by"] for d in found.values()
+                         if not d.get("managed") and d.get("managed_by")} - set(found))
+        if managing:
+            found.update({d["_id"]: d for d in self.db.recipients.find(
+                {"_id": {"$in": managing}})})
+        return found
+
+    def record_deliveries(self, tx: Tx | None, updates: list[tuple[list[str], dict[str, Any]]],
+                          owner: str, releases: dict[str, dict[str, Any] | None]) -> None:
+        """The outcomes of deliveries: each ``(message ids, update)`` applied to those of
+        the messages still pending (found by id: a filter that also names the recipient
+        makes the local database scan every message), in one request; then the mailboxes
+        released, in another."""
+        _settle(tx)
+        ops: list[Any] = []
+        for ids, update in updates:
+            if len(ids) == 1:
+                ops.append(UpdateOne({"_id": ids[0], "state": {"$in": list(PENDING)}}, update))
+            elif ids:
+                ops.append(UpdateMany({"_id": {"$in": list(ids)},
+                                       "state": {"$in": list(PENDING)}}, update))
+        if ops:
+            self.db.messages.bulk_write(ops, ordered=False, session=_s(tx))
+        self.release_mailboxes(tx, owner, releases)
 
     # -- older documents ----------------------------------------------------------------
     def _migrate(self) -> None:

@@ -9,6 +9,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+import eventlet
 import pytest
 from pymongo import MongoClient, monitoring
 from pymongo.errors import PyMongoError
@@ -285,18 +286,36 @@ def test_news_for_a_donor_who_left_no_contact_needs_no_transaction(store, ctx, c
     assert commands.seen == []  # decided without a request
 
 
-def test_a_mailbox_is_held_by_one_courier_at_a_time(store):
-    recipient, now = uid("r"), contract.now()
+def test_a_mailbox_is_held_by_one_courier_at_a_time(store, commands):
+    first, second, third, now = uid("r"), uid("r"), uid("r"), contract.now()
     lease = now + timedelta(seconds=30)
-    assert store.claim_mailbox(recipient, now, lease, "a")  # the first claim creates it
-    assert not store.claim_mailbox(recipient, now, lease, "b")
-    store.release_mailbox(None, recipient, "b")  # not b's to release
-    assert not store.claim_mailbox(recipient, now, lease, "b")
-    store.release_mailbox(None, recipient, "a", {"last_sent_at": now})
-    assert store.claim_mailbox(recipient, now, lease, "b")
+    assert store.claim_mailboxes([first], now, lease, "a") == {first}  # created by the claim
+    assert store.claim_mailboxes([first, second], now, lease, "b") == {second}
+    store.release_mailboxes(None, "b", {first: None})  # not b's to release
+    assert store.claim_mailboxes([first, second], now, lease, "b") == set()
+    store.release_mailboxes(None, "a", {first: {"last_sent_at": now}})
+    assert store.db.mailboxes.find_one({"_id": first})["last_sent_at"] is not None
+    commands.clear()
+    assert store.claim_mailboxes([first, second, third], now, lease, "c") == {first, third}
+    assert len(commands.seen) <= 4  # however many recipients
     # a lease left by a courier that died is someone else's once it ran out
-    assert store.claim_mailbox(recipient, lease + timedelta(seconds=1),
-                               lease + timedelta(seconds=31), "a")
+    later = lease + timedelta(seconds=1)
+    assert store.claim_mailboxes([first, second, third], later, later + timedelta(seconds=30),
+                                 "a") == {first, second, third}
+
+
+def test_two_couriers_claiming_at_once_share_no_mailbox(store):
+    recipients, now = [uid("r") for _ in range(40)], contract.now()
+    lease = now + timedelta(seconds=30)
+    store.claim_mailboxes(recipients[::2], now, now - timedelta(seconds=1), "old")  # past leases
+    pool = eventlet.GreenPool()
+    won = list(pool.imap(lambda owner: store.claim_mailboxes(recipients, now, lease, owner),
+                         ["a", "b", "c"]))
+    assert set().union(*won) == set(recipients)
+    assert sum(len(w) for w in won) == len(recipients)  # each mailbox to one courier
+    owners = {d["_id"]: d["lease_owner"] for d in store.db.mailboxes.find(
+        {"_id": {"$in": recipients}})}
+    assert all(owners[r] == owner for w, owner in zip(won, "abc", strict=True) for r in w)
 
 
 def handle_batch(store, ctx, items):
