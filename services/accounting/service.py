@@ -27,9 +27,7 @@ class AccountingService(ServiceEndpoints):
     # the ledger is read by people, not by the next step
     batch_linger_seconds = 0.2
 
-    # every entry's id is derived from its cause and written only if absent
-    # (``AccountingStore.append``): an event handled again adds nothing, with no marker
-    store: AccountingStore = StoreProvider(AccountingStore, emits=False, markers=False)
+    store: AccountingStore = StoreProvider(AccountingStore, emits=False)
     reference = ReferenceProvider()
 
     def _append(self, event: Event, make: Callable[..., dict]) -> None:
