@@ -117,6 +117,20 @@ class Space:
         self.publish("relief.intake", type_, env)
         return env["event_id"]
 
+    def intake_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Publish ``(type, data)`` events to ``relief.intake`` over one confirmed channel."""
+        conn, ch = self.channel()
+        ids = []
+        try:
+            for type_, data in events:
+                env = envelope(type_, data)
+                ch.basic_publish("relief.intake", type_, json.dumps(env), pika.BasicProperties(
+                    content_type="application/json", delivery_mode=2))
+                ids.append(env["event_id"])
+        finally:
+            conn.close()
+        return ids
+
     def get_messages(self, queue: str, limit: int = 100) -> list[tuple[dict, bytes]]:
         """Read (and requeue) up to ``limit`` messages: (headers, body)."""
         conn, ch = self.channel()

@@ -27,7 +27,9 @@ class AccountingService(ServiceEndpoints):
     # the ledger is read by people, not by the next step
     batch_linger_seconds = 0.2
 
-    store: AccountingStore = StoreProvider(AccountingStore, emits=False)
+    # every entry's id is derived from its cause and written only if absent
+    # (``AccountingStore.append``): an event handled again adds nothing, with no marker
+    store: AccountingStore = StoreProvider(AccountingStore, emits=False, markers=False)
     reference = ReferenceProvider()
 
     def _append(self, event: Event, make: Callable[..., dict]) -> None:

@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     # workers each service keeps free of events for RPC calls (reads, status) in a backlog
     "reserved_workers": 2,
     # a batch consumer's events handled in one transaction at most (see handler.Batcher)
-    "batch_max_events": 50,
+    "batch_max_events": 100,
     # the gateway samples the dashboard's key figures this often into its own database
     "history_sample_seconds": 60.0,
     # the gateway's people: sessions expire; failed sign-ins are limited per account and per

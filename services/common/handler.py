@@ -101,10 +101,12 @@ class ReliableQueueConsumer(QueueConsumer):
         """Events in hand at once: fewer than the service's workers, so that RPC calls
         (status pages, reads of a need) always find a free worker during a backlog. When
         every consumer of the service batches, its events use one worker at a time (the
-        batcher's), so a batch's worth may be in hand."""
+        batcher's), so two batches' worth may be in hand."""
         cfg = settings(self.container.config)
         if self._providers and all(p.batch for p in self._providers):
-            return max(1, cfg.batch_max_events)
+            # two batches' worth: the next batch gathers while one runs (with one, the
+            # broker sends nothing more until the running batch is acked)
+            return 2 * max(1, cfg.batch_max_events)
         return max(1, self.container.max_workers - cfg.reserved_workers)
 
     def start(self) -> None:
@@ -201,7 +203,9 @@ class Batcher:
                   items: list[tuple[ReliableConsumer, Any, contract.Event]]) -> None:
         started = time.monotonic()
         batch = Batch(store)
-        batch.mark([f"{provider.consumer_key}:{event.event_id}" for provider, _, event in items])
+        if store.markers:
+            batch.mark([f"{provider.consumer_key}:{event.event_id}"
+                        for provider, _, event in items])
         try:
             batch.prefetch([event for _, _, event in items])
             for provider, _, event in items:

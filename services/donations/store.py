@@ -6,11 +6,19 @@ from typing import Any
 
 from pymongo import ASCENDING, InsertOne, UpdateOne
 
+from services.common.handler import Retry
 from services.common.store import BaseStore, Tx
 
 
 class StockInconsistent(ValueError):
     """An allocation names a lot that does not hold the quantity (needs a person to look)."""
+
+
+class LotNotRecorded(StockInconsistent, Retry):
+    """An allocation names a lot this service has not recorded yet: matching and donations
+    each consume ``donation_received``, and under load matching's assignment can arrive
+    before donations has handled the donation. Retried with back-off (the donation is
+    usually a batch behind); dead-lettered with this reason if the lot never comes."""
 
 
 class DonationsStore(BaseStore):
@@ -59,7 +67,9 @@ class DonationsStore(BaseStore):
         left with the goods (fen) is kept beside the quantity, so the value still in stock is
         exact and reconciles with the ledger."""
         lot = self._held(tx, lot_id)
-        if lot is None or lot.get("available", 0) < milli:
+        if lot is None:
+            raise LotNotRecorded(f"lot {lot_id} is not recorded (yet)")
+        if lot.get("available", 0) < milli:
             raise StockInconsistent(f"lot {lot_id} does not hold {milli} milli-units")
         moved = tx.shared.setdefault("lot_moves", {}).setdefault(lot_id, {})
         for name, by in (("available", -milli), (to, milli), (f"{to}_fen", fen)):

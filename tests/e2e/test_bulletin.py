@@ -16,7 +16,7 @@ C1, C2 = "QY-S06-C01", "QY-S06-C02"
 
 
 def uid(prefix):
-    return f"{prefix}-{RUN}-{uuid.uuid4().hex[:4]}"
+    return f"{prefix}-{RUN}-{uuid.uuid4().hex[:12]}"  # unique: a need id seen again is a repost
 
 
 def donation(donation_id, category, qty, unit, value, location=C1, **kw):

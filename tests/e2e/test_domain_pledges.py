@@ -13,7 +13,7 @@ DONOR = {"name": "四川德康农牧食品集团", "kind": "company",
 
 
 def uid(prefix):
-    return f"{prefix}-{RUN}-{uuid.uuid4().hex[:4]}"
+    return f"{prefix}-{RUN}-{uuid.uuid4().hex[:12]}"  # unique: a need id seen again is a repost
 
 
 def test_pledges_cash_and_a_transfer_add_up_and_reconcile_in_yuan(system):

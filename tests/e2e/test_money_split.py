@@ -7,16 +7,17 @@ import time
 import uuid
 
 from services.common import reference
-from tests.support import eventually
+from tests.support import envelope, eventually
 
 RUN = uuid.uuid4().hex[:6]
 REF = reference.load("deploy/reference")
 COMMUNITIES = [a for a in REF.areas.areas if REF.areas.tier(a) == "community"]
+DONATIONS_Q = "evt-matching-assignment_made--donations.on_assignment_made"
 DONOR = {"name": "成都启毅农业科技有限公司", "kind": "company"}
 
 
 def uid(prefix):
-    return f"{prefix}-{RUN}-{uuid.uuid4().hex[:4]}"
+    return f"{prefix}-{RUN}-{uuid.uuid4().hex[:12]}"  # unique: a need id seen again is a repost
 
 
 def fen(yuan):
@@ -137,3 +138,25 @@ def test_write_offs_transfers_and_allocations_that_empty_a_lot_add_up_to_its_val
         0.30, 0.30, 0.0)
     assert allocated[moved_id] == 30
     assert rec["lot_differences"] == []
+
+
+def test_an_allocation_that_overtakes_its_lot_waits_for_it(system):
+    """Matching and donations each consume ``donation_received``; under load matching's
+    assignment can reach donations before donations has recorded the lot. The allocation
+    waits for the lot (retried with back-off) and is applied once it is there: nothing is
+    dead-lettered and the lot holds the rest."""
+    space = system.space
+    lot_id, assignment_id = uid("D"), uid("A")
+    space.publish("matching.events", "assignment_made", envelope("assignment_made", {
+        "assignment_id": assignment_id, "need_id": uid("N"), "community_id": COMMUNITIES[0],
+        "category": "disinfectant", "quantity": 3, "unit": "jin", "lot_id": lot_id,
+        "lot_quantity": 3, "lot_unit": "jin", "location_id": "QY", "tier_distance": 2,
+        "value_yuan": 30}, source="matching"))
+    time.sleep(0.3)  # donations has it (and finds no lot) before the donation comes
+    space.intake("donation_received", {
+        "donation_id": lot_id, "donor": DONOR, "location_id": "QY", "category": "disinfectant",
+        "quantity": 10, "unit": "jin", "value_yuan": 100})
+    applied = eventually(lambda: (x := lot(system, "disinfectant", lot_id)) and
+                         x["allocated"] == 3 and x, what="the allocation applied")
+    assert applied["available"] == 7
+    assert space.queue_depth(f"dlq.{DONATIONS_Q}") == 0

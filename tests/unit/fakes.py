@@ -17,7 +17,7 @@ from services.common import contract, reference
 from services.common.config import Settings, settings
 from services.common.store import DUPLICATE, Tx
 from services.common.uow import Scope
-from services.donations.store import StockInconsistent
+from services.donations.store import LotNotRecorded, StockInconsistent
 from services.matching import engine
 from services.matching.store import (
     LotChanged,
@@ -315,7 +315,9 @@ class FakeDonationsStore(FakeStore):
 
     def _move(self, lot_id: str, milli: int, to: str, fen: int) -> dict[str, Any]:
         lot = self.lots.docs.get(lot_id)
-        if lot is None or lot["available"] < milli:
+        if lot is None:
+            raise LotNotRecorded(f"lot {lot_id} is not recorded (yet)")
+        if lot["available"] < milli:
             raise StockInconsistent(f"lot {lot_id} does not hold {milli} milli-units")
         lot["available"] -= milli
         lot[to] = lot.get(to, 0) + milli
