@@ -104,11 +104,17 @@ class Space:
 
     def publish(self, exchange: str, routing_key: str, body: Any,
                 content_type: str = "application/json") -> None:
+        self.publish_many(exchange, [(routing_key, body)], content_type)
+
+    def publish_many(self, exchange: str, messages: list[tuple[str, Any]],
+                     content_type: str = "application/json") -> None:
+        """Publish ``(routing key, body)`` messages over one confirmed channel."""
         conn, ch = self.channel()
         try:
-            raw = body if isinstance(body, bytes | str) else json.dumps(body)
-            ch.basic_publish(exchange, routing_key, raw, pika.BasicProperties(
-                content_type=content_type, delivery_mode=2))
+            for routing_key, body in messages:
+                raw = body if isinstance(body, bytes | str) else json.dumps(body)
+                ch.basic_publish(exchange, routing_key, raw, pika.BasicProperties(
+                    content_type=content_type, delivery_mode=2))
         finally:
             conn.close()
 
@@ -119,17 +125,9 @@ class Space:
 
     def intake_many(self, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
         """Publish ``(type, data)`` events to ``relief.intake`` over one confirmed channel."""
-        conn, ch = self.channel()
-        ids = []
-        try:
-            for type_, data in events:
-                env = envelope(type_, data)
-                ch.basic_publish("relief.intake", type_, json.dumps(env), pika.BasicProperties(
-                    content_type="application/json", delivery_mode=2))
-                ids.append(env["event_id"])
-        finally:
-            conn.close()
-        return ids
+        envelopes = [envelope(type_, data) for type_, data in events]
+        self.publish_many("relief.intake", [(env["type"], env) for env in envelopes])
+        return [env["event_id"] for env in envelopes]
 
     def get_messages(self, queue: str, limit: int = 100) -> list[tuple[dict, bytes]]:
         """Read (and requeue) up to ``limit`` messages: (headers, body)."""
