@@ -12,6 +12,8 @@ HTTP bodies are rejected (:class:`Strict`).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,7 +132,10 @@ class DonorSchema(DataSchema):
 
 
 class NeedPosted(DataSchema):
-    """A community station, street platform or member organisation asks for goods or a service."""
+    """A community station, street platform or member organisation asks for goods or a service.
+
+    One need per ``need_id``: the same posting again under a new event id is harmless; another
+    need under an id already used is refused (dead-lettered, the first stands)."""
 
     need_id = _id(required=True)
     community_id = _id(required=True)
@@ -148,6 +153,10 @@ class NeedPosted(DataSchema):
 
 class DonationReceived(DataSchema):
     """Goods received into a warehouse (district, street or community), valued at intake.
+
+    One donation per ``donation_id``: the same posting again under a new event id is
+    harmless; another donation under an id already used is refused (dead-lettered, the first
+    stands).
 
     Cash is a category counted in yuan (its value is its amount). A part of a pledge names
     its ``pledge_id``. Donations also emits this event for the lot a transfer between
@@ -674,3 +683,47 @@ def build(
 def derived_id(*parts: str) -> str:
     """A stable event id for an event caused by another: redelivery re-derives the same id."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "relief:" + "/".join(parts)))
+
+
+# -- one id, one thing -------------------------------------------------------------------------
+class IdReused(ValueError):
+    """An event names a need or a donation by an id already used for a different one.
+
+    The first stands, everywhere: a consumer that finds the id taken by other content
+    refuses the event (it is dead-lettered with this reason) instead of ignoring it or, worse,
+    letting it change what the first one said (who is told about it, say). The same content
+    again under a new event id is a repost, and is harmless."""
+
+    def __init__(self, name: str, value: str, differs: list[str]):
+        what = f": it differs in {', '.join(differs)}" if differs else ""
+        super().__init__(f"{name} {value!r} is already used for a different "
+                         f"{name.removesuffix('_id')}{what}; the first stands")
+
+
+def _plain(value: Any) -> Any:
+    """A value as it compares across a stored copy: datetimes in UTC to the millisecond (what
+    the database keeps), numbers as floats (1 and 1.0 are the same quantity)."""
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000).isoformat()
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def differences(first: Any, again: Any, names: Any) -> list[str]:
+    """Which of ``names`` differ between two postings of one thing (absent and None alike)."""
+    return [name for name in names
+            if _plain(first.get(name)) != _plain(again.get(name))]
+
+
+def fingerprint(data: Any) -> str:
+    """A short digest of a posting's data: equal for the same content, whatever its event."""
+    plain = json.dumps(_plain(dict(data)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(plain.encode()).hexdigest()[:32]

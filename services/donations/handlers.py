@@ -284,6 +284,10 @@ def counted_in_contents(data: dict[str, Any], ref: Reference) -> dict[str, Any]:
             "quantity": round(data["quantity"] * data["box_size"], 6)}
 
 
+# what donations adds to a donation as it records it (not what the donation said)
+RECORDED = ("_id", "received_at", "event_id", "receipt_no")
+
+
 def receive(u: Unit, event: Event) -> None:
     store, tx = u.store, u.tx
     # a transfer, and counting boxes in what they hold, are this service's own doing, never
@@ -323,7 +327,14 @@ def receive(u: Unit, event: Event) -> None:
         "packing": ({k: data[k] for k in ("boxes", "box_size", "box_unit")}
                     if data.get("boxes") else None),
     }
-    if store.insert_donation(tx, donation, lot):
+    first = store.insert_donation(tx, donation, lot)
+    if first is not None:
+        # the id is taken: the same donation again is harmless, another one is refused
+        names = sorted((set(first) | set(donation)) - set(RECORDED))
+        differs = contract.differences(first, donation, names)
+        if differs:
+            raise contract.IdReused("donation_id", donation["_id"], differs)
+    else:
         if data.get("pledge_id"):
             count_pledge_part(u, data)
         number = store.next_number(tx, f"receipt:{year}")

@@ -30,12 +30,16 @@ class DonationsStore(BaseStore):
         "pledges": [],
     }
 
-    def insert_donation(self, tx: Tx, donation: dict[str, Any], lot: dict[str, Any]) -> bool:
-        if self.db.donations.find_one({"_id": donation["_id"]}, {"_id": 1}, session=tx.session):
-            return False
+    def insert_donation(self, tx: Tx, donation: dict[str, Any],
+                        lot: dict[str, Any]) -> dict[str, Any] | None:
+        """Record a donation and its lot unless its id is taken. Returns the donation already
+        stored under the id (nothing is written), or None when this one was recorded."""
+        first = self.db.donations.find_one({"_id": donation["_id"]}, session=tx.session)
+        if first is not None:
+            return first
         self.db.donations.insert_one(donation, session=tx.session)
         self.db.lots.insert_one(lot, session=tx.session)
-        return True
+        return None
 
     def next_number(self, tx: Tx, counter: str) -> int:
         """The next number of a sequence, in the caller's transaction (so a number is used

@@ -25,6 +25,9 @@ class UnknownReference(ValueError):
 
 
 NEXT_TIER = engine.NEXT_TIER
+# what a need posting says about the need (its contact is for notifications, not kept here)
+POSTED = ("community_id", "kind", "category", "quantity", "unit", "urgency", "needed_by",
+          "beneficiaries", "programme", "note")
 
 
 def post_need(u: Unit, data: dict[str, Any], posted_at: datetime) -> dict[str, Any] | None:
@@ -55,7 +58,12 @@ def post_need(u: Unit, data: dict[str, Any], posted_at: datetime) -> dict[str, A
         "assignments": [],
     }
     if not store.insert_need(tx, doc):
-        return None  # the same need posted again under a new event id: keep the first
+        # the id is taken: the same need posted again under a new event id is harmless,
+        # another need under its id is refused (the first stands)
+        differs = contract.differences(store.posted_need(tx, doc["_id"]) or {}, doc, POSTED)
+        if differs:
+            raise contract.IdReused("need_id", doc["_id"], differs)
+        return None
     if doc["kind"] == "goods":
         # Stock the new need can reach that other open needs have not taken is stock that
         # fairness held back: only then is it planned, with the open needs that contend for

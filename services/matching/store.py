@@ -151,6 +151,16 @@ class MatchingStore(BaseStore):
             self._write_new_needs(tx)
         return self.db.needs.find_one({"_id": need_id}, session=tx.session if tx else None)
 
+    def posted_need(self, tx: Tx, need_id: str) -> dict[str, Any] | None:
+        """The need under ``need_id`` as posted (staged in this batch, or stored): what a
+        posting says never changes afterwards, so nothing staged need be written first."""
+        staged = tx.shared.get("new_needs", {}).get(need_id)
+        if staged is not None:
+            return staged
+        return self.db.needs.find_one({"_id": need_id}, {"escalations": 0, "offered_to": 0,
+                                                          "assignments": 0},
+                                      session=tx.session)
+
     def need_candidates(self, category: str | None, open_only: bool) -> list[dict[str, Any]]:
         """Needs a list may show, with their assignments (the console shows why each lot
         served): by the open index's equality

@@ -40,7 +40,7 @@ from services.notifications.keys import (
     message_id_for,
 )
 from services.notifications.settings import NotifySettings
-from services.notifications.store import PENDING, NotificationsStore
+from services.notifications.store import PENDING, NotificationsStore, PostedOtherwise
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +134,31 @@ def relink_phones(store: NotificationsStore, tx: Tx, recipient_id: str,
 
 
 def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | None,
-              **facts: Any) -> None:
+              posting: tuple[str, str, str] | None = None, **facts: Any) -> None:
     """Record who to tell about a need, donation or volunteer; adopt waiting messages.
 
     The subject is written in any case (``known`` is a real change): a transaction telling
     the subject concurrently writes it too, so one of the two retries and sees the other.
-    A subject that did not exist has nothing waiting for it: no more is read."""
+    A subject that did not exist has nothing waiting for it: no more is read.
+
+    A need or a donation is posted once. ``posting`` (the id's name, the id, the fingerprint
+    of what was posted) makes the same posting again change nothing, and refuses another
+    one under the same id (:class:`~services.common.contract.IdReused`): a second publisher
+    never changes who hears about the first one's need."""
+    if posting is not None:
+        first = ctx.store.posting_of(tx, subject_key)
+        if first is not None and first != posting[2]:
+            raise contract.IdReused(posting[0], posting[1], [])
+        if first is not None:
+            return  # the same posting again
     recipient_id = remember_contact(ctx, tx, contact)
     known = {"recipient": recipient_id, "known": True, **facts}
-    created = ctx.store.set_subject(tx, subject_key, known)
+    if posting is not None:
+        known["posting"] = posting[2]
+    try:
+        created = ctx.store.set_subject(tx, subject_key, known)
+    except PostedOtherwise:
+        raise contract.IdReused(posting[0], posting[1], []) from None
     ctx.after_commit.append(lambda: ctx.store.recent_subjects.put(
         subject_key, {"_id": subject_key, **known}))
     if created:
@@ -180,6 +196,7 @@ def introduce(ctx: Context, tx: Tx, subject_key: str, contact: dict[str, Any] | 
 def on_need_posted(ctx: Context, tx: Tx, event: Event) -> None:
     data = event.data
     introduce(ctx, tx, *INTRODUCES[event.type](data),
+              posting=("need_id", data["need_id"], contract.fingerprint(data)),
               urgency=data["urgency"], quantity=data["quantity"], unit=data["unit"],
               category=data["category"], community_id=data["community_id"])
 
@@ -187,7 +204,8 @@ def on_need_posted(ctx: Context, tx: Tx, event: Event) -> None:
 def on_donation_received(ctx: Context, tx: Tx, event: Event) -> None:
     data = event.data
     # the lot id is the donation id (one lot per goods donation)
-    introduce(ctx, tx, *INTRODUCES[event.type](data))
+    introduce(ctx, tx, *INTRODUCES[event.type](data),
+              posting=("donation_id", data["donation_id"], contract.fingerprint(data)))
 
 
 def on_volunteer_registered(ctx: Context, tx: Tx, event: Event) -> None:

@@ -86,6 +86,10 @@ class Recent:
         self._items.pop(key, None)
 
 
+class PostedOtherwise(Exception):
+    """A subject's id was posted before with other content (see :meth:`set_subject`)."""
+
+
 class NotificationsStore(BaseStore):
     collections = {
         "recipients": [[("phone_key", ASCENDING)], [("areas", ASCENDING)],
@@ -259,13 +263,22 @@ class NotificationsStore(BaseStore):
         behind a need or a donation does not change once known."""
         return self.recent_subjects.get(key) or self.subject(tx, key)
 
+    def posting_of(self, tx: Tx, key: str) -> str | None:
+        """The fingerprint of what the subject was posted with, as far as this transaction
+        (batch) read it or it was read lately; None when neither knows (no read is made)."""
+        seen = tx.shared.get("subjects", {})
+        doc = seen[key] if key in seen else self.recent_subjects.get(key)
+        return (doc or {}).get("posting")
+
     def set_subject(self, tx: Tx, key: str, fields: dict[str, Any],
                     inc: dict[str, Any] | None = None) -> bool:
         """Upsert a subject's fields. True when the subject did not exist before.
 
         A subject this transaction read (or found missing) is changed in memory and written
         once, in its last state, as the transaction (the batch) commits; else one upsert
-        that says whether it existed."""
+        that says whether it existed. With ``fields["posting"]``, the upsert changes only a
+        subject posted with the same fingerprint or none: one posted otherwise raises
+        :class:`PostedOtherwise` (and the transaction is spoilt: the caller refuses)."""
         seen = tx.shared.setdefault("subjects", {})
         if key in seen:
             created = seen[key] is None
@@ -279,8 +292,14 @@ class NotificationsStore(BaseStore):
         update: dict[str, Any] = {"$set": fields} if fields else {}
         if inc:
             update["$inc"] = inc
-        result = self.db.subjects.update_one({"_id": key}, update, upsert=True,
-                                             session=tx.session)
+        query: dict[str, Any] = {"_id": key}
+        if fields.get("posting"):
+            query["posting"] = {"$in": [fields["posting"], None]}
+        try:
+            result = self.db.subjects.update_one(query, update, upsert=True,
+                                                 session=tx.session)
+        except DuplicateKeyError:
+            raise PostedOtherwise(key) from None
         created = result.upserted_id is not None
         if created:  # what this transaction now knows of it, so that it need not read it
             seen[key] = {"_id": key, **fields, **(inc or {})}

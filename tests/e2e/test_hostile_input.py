@@ -78,6 +78,61 @@ def test_numbers_the_services_cannot_hold_are_refused_at_the_door(system):
     assert system.api("GET", "/api/needs/N-big-intake").status_code == 404
 
 
+def _refusals(space, queue: str, event_ids: set[str]) -> dict[str, str]:
+    """The reasons ``queue``'s dead letters give, for the events named."""
+    out = {}
+    for headers, body in space.get_messages(f"dlq.{queue}", limit=2000):
+        event_id = json.loads(body).get("event_id")
+        if event_id in event_ids:
+            out[event_id] = headers["x-relief-error"]
+    return out
+
+
+def test_an_id_reused_for_a_different_need_or_donation_is_refused_and_the_first_stands(system):
+    """A second publisher cannot take over a need (or a donation) by posting another one
+    under its id: every consumer refuses it with the reason, and the first one's figures and
+    the person told about it stay. The same posting again under a new event id is harmless."""
+    space = system.space
+    need_id, donation_id = f"N-{uuid.uuid4().hex[:12]}", f"D-{uuid.uuid4().hex[:12]}"
+    first = {**NEED, "need_id": need_id, "quantity": 3,
+             "contact": {"name": "王芳", "phone": "13912345678"}}
+    gift = {"donation_id": donation_id, "donor": {"name": "德仁堂药业", "kind": "company",
+                                                  "contact": {"phone": "13800000001"}},
+            "location_id": "QY-S03-C01", "category": "gloves", "quantity": 5,
+            "unit": "pair", "value_yuan": 20}
+    space.intake_many([("need_posted", first), ("donation_received", gift)])
+    eventually(lambda: system.need(need_id) and system.lots("gloves").get(donation_id),
+               what="the first need and donation")
+    subjects = space.db("notifications").subjects
+    told = eventually(lambda: subjects.find_one({"_id": f"need:{need_id}", "known": True}),
+                      what="notifications knows who posted the need")
+
+    again = space.intake_many([("need_posted", first), ("donation_received", gift)])
+    other = space.intake_many([
+        ("need_posted", {**first, "quantity": 300, "contact": {"phone": "13700000002"}}),
+        ("donation_received", {**gift, "quantity": 500})])
+    queues = {
+        "evt-intake-need_posted--matching.on_need_posted": other[0],
+        "evt-intake-need_posted--notifications.on_need_posted": other[0],
+        "evt-intake-donation_received--donations.on_donation_received": other[1],
+        "evt-intake-donation_received--notifications.on_donation_received": other[1]}
+    for queue, event_id in queues.items():
+        reason = eventually(lambda q=queue, e=event_id: _refusals(space, q, {e}).get(e),
+                            what=f"the other posting refused by {queue}")
+        assert "is already used for a different" in reason and "the first stands" in reason
+    reasons = _refusals(space, "evt-intake-need_posted--matching.on_need_posted",
+                        set(again) | {other[0]})
+    assert "quantity" in reasons[other[0]]  # matching says what differs
+    assert not (set(again) & set(reasons))  # the same posting again is no refusal
+    assert "13700000002" not in " ".join(reasons.values())  # nor is a phone in a reason
+
+    need = system.need(need_id)
+    assert need["quantity"] == 3
+    assert system.lots("gloves")[donation_id]["quantity"] == 5
+    now = subjects.find_one({"_id": f"need:{need_id}"})
+    assert now["recipient"] == told["recipient"] and now["quantity"] == 3
+
+
 def test_hostile_requests_get_json_4xx_never_a_server_error(system):
     url = system.url
     # a bearer token that is not ASCII is a wrong token

@@ -397,3 +397,25 @@ def test_batches_in_any_order_adopt_every_message_that_waited(store, ctx):
                 if not m.get("recipient") or "awaiting" in m]
         assert left == []
         assert all(store.db.awaiting.find_one({"_id": f"need:{nid}"}) is None for nid in needs)
+
+
+def test_another_posting_under_a_need_id_is_refused_by_a_store_that_never_read_it(
+        store, ctx, config):
+    """A second publisher's need under the first one's id never changes who is told: a
+    store that read nothing lately (just started, say) has the database judge it."""
+    nid, first_phone = uid("N"), phone()
+    handle(store, ctx, handlers.on_need_posted, posted(nid, first_phone))
+    told = store.db.subjects.find_one({"_id": f"need:{nid}"})
+    fresh = open_store(config)
+    try:
+        fresh_ctx = handlers.Context(fresh, ctx.cfg, ctx.reference, contract.now())
+        with pytest.raises(contract.IdReused, match="already used for a different need"):
+            handle(fresh, fresh_ctx, handlers.on_need_posted, posted(nid, phone()))
+        handle(fresh, fresh_ctx, handlers.on_need_posted, posted(nid, first_phone))  # again
+        # now that it has read the first posting, it judges another one from that
+        with pytest.raises(contract.IdReused):
+            handle(fresh, fresh_ctx, handlers.on_need_posted, posted(nid, phone()))
+    finally:
+        fresh.client.close()
+    now = store.db.subjects.find_one({"_id": f"need:{nid}"})
+    assert now["recipient"] == told["recipient"] and now["posting"] == told["posting"]

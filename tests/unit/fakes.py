@@ -139,6 +139,9 @@ class FakeMatchingStore(FakeStore):
     def insert_need(self, tx: Tx, need: dict[str, Any]) -> bool:
         return self.needs.insert(need)
 
+    def posted_need(self, tx: Tx, need_id: str) -> dict[str, Any] | None:
+        return self.needs.get(need_id)
+
     def open_needs(self, tx: Tx, category: str) -> list[dict[str, Any]]:
         return self.needs.find(lambda d: d.get("open_category") == category)
 
@@ -290,11 +293,12 @@ class FakeDonationsStore(FakeStore):
     def __init__(self, cfg: Settings | None = None):
         super().__init__("donations", cfg)
 
-    def insert_donation(self, tx: Tx, donation: dict[str, Any], lot: dict[str, Any]) -> bool:
+    def insert_donation(self, tx: Tx, donation: dict[str, Any],
+                        lot: dict[str, Any]) -> dict[str, Any] | None:
         if not self.donations.insert(donation):
-            return False
+            return self.donations.get(donation["_id"])
         self.lots.put(lot)
-        return True
+        return None
 
     def next_number(self, tx: Tx, counter: str) -> int:
         n = (self.counters.get(counter) or {"n": 0})["n"] + 1

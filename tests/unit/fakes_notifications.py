@@ -16,7 +16,7 @@ from typing import Any
 from services.common.config import Settings
 from services.common.store import Tx
 from services.notifications.settings import notify_settings
-from services.notifications.store import Recent
+from services.notifications.store import PostedOtherwise, Recent
 from tests.unit.fakes import Collection, FakeStore
 
 
@@ -104,8 +104,14 @@ class FakeNotificationsStore(FakeStore):
     def known_subject(self, tx: Tx, key: str) -> dict[str, Any] | None:
         return self.recent_subjects.get(key) or self.subject(tx, key)
 
+    def posting_of(self, tx: Tx, key: str) -> str | None:
+        return (self.recent_subjects.get(key) or {}).get("posting")
+
     def set_subject(self, tx: Tx, key: str, fields: dict[str, Any],
                     inc: dict[str, Any] | None = None) -> bool:
+        before = (self.subjects.get(key) or {}).get("posting")
+        if fields.get("posting") and before not in (None, fields["posting"]):
+            raise PostedOtherwise(key)
         update: dict[str, Any] = {"$set": fields} if fields else {}
         if inc:
             update["$inc"] = inc

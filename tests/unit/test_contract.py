@@ -72,3 +72,28 @@ def test_every_produced_event_has_a_schema():
     for types in contract.PRODUCERS.values():
         for type_ in types:
             assert type_ in contract.EVENT_SCHEMAS
+
+
+def test_a_posting_compares_as_the_database_keeps_it():
+    from datetime import timedelta, timezone
+    posted = {"quantity": 2, "needed_by": datetime(2020, 2, 1, 8, 0, 0, 123456, tzinfo=UTC),
+              "note": None, "contact": {"phone": "13912345678"}}
+    # as stored and read back: a float, the same instant to the millisecond in another zone,
+    # an absent optional
+    stored = {"quantity": 2.0, "contact": {"phone": "13912345678"},
+              "needed_by": datetime(2020, 2, 1, 16, 0, 0, 123000,
+                                    tzinfo=timezone(timedelta(hours=8)))}
+    names = ("quantity", "needed_by", "note", "contact")
+    assert contract.differences(posted, stored, names) == []
+    assert contract.fingerprint(posted) == contract.fingerprint(stored)
+    other = {**stored, "quantity": 3, "contact": {"phone": "13700000002"}}
+    assert contract.differences(posted, other, names) == ["quantity", "contact"]
+    assert contract.fingerprint(posted) != contract.fingerprint(other)
+
+
+def test_an_id_reused_says_which_and_what_differs_without_the_values():
+    reason = str(contract.IdReused("need_id", "N-1", ["quantity", "contact"]))
+    assert reason == ("need_id 'N-1' is already used for a different need: it differs in "
+                      "quantity, contact; the first stands")
+    assert str(contract.IdReused("donation_id", "D-1", [])) == (
+        "donation_id 'D-1' is already used for a different donation; the first stands")

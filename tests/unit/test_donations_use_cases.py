@@ -89,6 +89,14 @@ def test_a_donation_becomes_a_lot_with_a_numbered_receipt_once(world):
     assert world.store.donation("D1")["donor"]["name"] == "王芳"
 
 
+def test_another_donation_under_a_donation_id_already_used_is_refused(world):
+    world.receive(masks("D1"))
+    with pytest.raises(contract.IdReused, match="differs in quantity, value_yuan"):
+        world.receive(masks("D1", quantity=5000, value=9.0))
+    assert world.lot("D1")["available"] == 100 and world.lot("D1")["value_yuan"] == 500.0
+    assert len(world.store.emitted("donation_received")) == 1
+
+
 def test_boxes_are_counted_in_what_they_hold_and_cash_is_worth_its_amount(world):
     world.receive(masks("B1", quantity=10, unit="box", box_size=50, box_unit="piece"))
     world.receive({"donation_id": "C1", "donor": COMPANY, "location_id": HOME,

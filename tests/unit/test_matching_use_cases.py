@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.common import contract
 from services.matching import engine, handlers
 from tests.unit.fakes import FakeMatchingStore
 
@@ -95,6 +96,14 @@ def test_the_same_need_or_lot_again_changes_nothing(store):
     assert post(store, "N1", 60) is None
     assert lot(store, "L1", 100) == 0
     assert available(store, "L1") == 40 and len(store.emitted("assignment_made")) == 1
+
+
+def test_another_need_under_a_need_id_already_used_is_refused_and_the_first_stands(store):
+    post(store, "N1", 60, note="口罩")
+    with pytest.raises(contract.IdReused, match="need_id 'N1'.*differs in quantity, note"):
+        post(store, "N1", 6000)
+    assert store.needs.get("N1")["quantity"] == 60
+    assert post(store, "N1", 60, note="口罩", at=NOW + timedelta(hours=1)) is None  # a repost
 
 
 def test_an_open_need_escalates_by_its_clock_until_stock_is_in_reach(store):
