@@ -204,7 +204,7 @@ class Batcher:
         started = time.monotonic()
         batch = Batch(store)
         if store.markers:
-            batch.mark([f"{provider.consumer_key}:{event.event_id}"
+            batch.mark([(f"{provider.consumer_key}:{event.event_id}", event)
                         for provider, _, event in items])
         try:
             batch.prefetch([event for _, _, event in items])

@@ -10,10 +10,13 @@ together with
   the second run finds the marker and returns :data:`DUPLICATE`), and
 * the **outbox** records of every event ``tx.emit`` produced.
 
-After commit the relay publishes those events at once (with publisher confirms) and deletes
-their outbox records; a sweeper in every process publishes whatever is left (for instance after
-a broker outage). An event may be published twice (crash between publish and delete, or
-writer and sweeper racing); consumers are idempotent, so that is harmless.
+A transaction's events are one outbox **record** (a document holding up to
+:data:`RECORD_EVENTS` envelopes): one document to write and one to delete, however many events
+a batch emitted. After commit the relay publishes them at once (with publisher confirms) and
+deletes the record (or keeps in it only what the broker did not confirm); a sweeper in every
+process publishes whatever is left (for instance after a broker outage). An event may be
+published twice (crash between publish and delete, or writer and sweeper racing); consumers
+are idempotent, so that is harmless.
 
 A :class:`Batch` runs the handlers of many events in **one** transaction (the consumer base
 opens it for a service's batch consumers, see ``handler.py``): each handler's ``atomically``
@@ -31,7 +34,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -59,6 +63,22 @@ DUPLICATE: Any = _Duplicate()
 
 
 _STAGED = "_staged"  # the key of a transaction's staged bulk writes in ``Tx.shared``
+
+RECORD_EVENTS = 500
+"""Envelopes per outbox record at most (a batch of 100 events emits two or three hundred)."""
+
+
+def outbox_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The outbox records of one transaction's events (written in it, as it commits)."""
+    at = contract.now()
+    return [{"_id": uuid.uuid4().hex, "envelopes": events[i:i + RECORD_EVENTS],
+             "n": len(events[i:i + RECORD_EVENTS]), "created_at": at}
+            for i in range(0, len(events), RECORD_EVENTS)]
+
+
+def _envelopes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    # a record written before records held many events held one, as ``envelope``
+    return record["envelopes"] if "envelopes" in record else [record["envelope"]]
 
 
 class Tx:
@@ -230,10 +250,10 @@ class ConfirmWindow:
 class Relay:
     """Publishes outbox records with confirms and deletes them once the broker has them.
 
-    The records of one call are published as a window: all of them at once on a channel in
+    The events of one call are published as a window: all of them at once on a channel in
     confirm mode, then the broker's acknowledgements are awaited together (one round trip
     for the lot, instead of one per event). What the broker did not acknowledge (a nack, an
-    unroutable event returned, a timeout, a lost connection) stays in the outbox for the
+    unroutable event returned, a timeout, a lost connection) stays in its record for the
     sweeper."""
 
     def __init__(self, amqp_uri: str, db: Database, source: str, cfg: Settings):
@@ -245,48 +265,59 @@ class Relay:
         self._window = ConfirmWindow(amqp_uri, timeout=cfg.publish_confirm_seconds)
         self._lock = threading.Lock()
 
-    def publish(self, envelopes: Iterable[dict[str, Any]]) -> int:
-        """Publish in one window; then delete the published records in one request. Returns
-        how many were published."""
-        envelopes = list(envelopes)
+    def publish(self, records: list[dict[str, Any]]) -> int:
+        """Publish the records' events in one window; then delete the records published
+        whole in one request, and keep in each other record only what was not confirmed.
+        Returns how many events were published."""
+        envelopes = [e for record in records for e in _envelopes(record)]
         if not envelopes:
             return 0
         with self._lock:  # one window at a time on the relay's channel
             try:
-                sent = self._window.publish([
+                sent = set(self._window.publish([
                     (envelope, self.exchange, envelope["type"], envelope["event_id"],
-                     {"x-relief-source": self.source}) for envelope in envelopes])
+                     {"x-relief-source": self.source}) for envelope in envelopes]))
             except Exception as exc:  # noqa: BLE001 - any failure leaves them in the outbox
                 log.warning("outbox publish deferred: %s", exc,
                             extra={"event_id": envelopes[0]["event_id"],
                                    "event_type": envelopes[0]["type"]})
-                sent = []
-        if len(sent) < len(envelopes):
-            done = set(sent)
-            missed = [e for e in envelopes if e["event_id"] not in done]
+                sent = set()
+        missed = [e for e in envelopes if e["event_id"] not in sent]
+        if missed:
             log.warning("outbox publish deferred for %d of %d event(s)", len(missed),
                         len(envelopes), extra={"event_id": missed[0]["event_id"],
                                                "event_type": missed[0]["type"]})
         if sent:
+            done = []
             try:
-                if len(sent) == 1:
-                    self.db.outbox.delete_one({"_id": sent[0]})
-                else:
-                    self.db.outbox.delete_many({"_id": {"$in": sent}})
+                for record in records:
+                    left = [e for e in _envelopes(record) if e["event_id"] not in sent]
+                    if not left:
+                        done.append(record["_id"])
+                    elif len(left) < len(_envelopes(record)):
+                        self.db.outbox.update_one({"_id": record["_id"]}, {
+                            "$set": {"envelopes": left, "n": len(left)}})
+                if len(done) == 1:
+                    self.db.outbox.delete_one({"_id": done[0]})
+                elif done:
+                    self.db.outbox.delete_many({"_id": {"$in": done}})
             except PyMongoError as exc:  # published: the sweeper may publish them again
                 log.warning("outbox clean-up deferred: %s", exc)
-        return len(sent)
+        return len(envelopes) - len(missed)
 
     def sweep(self) -> int:
-        """Publish outbox records older than the grace period. Returns how many were sent."""
+        """Publish outbox records older than the grace period. Returns how many events were
+        sent."""
         cutoff = contract.now() - timedelta(seconds=self.cfg.outbox_grace_seconds)
-        # The outbox holds only unpublished records, so this scan stays small.
-        pending = list(self.db.outbox.find({"created_at": {"$lt": cutoff}}).limit(1000))
-        pending.sort(key=lambda r: r["created_at"])
-        return self.publish(r["envelope"] for r in pending)
+        # The outbox holds only unpublished records (a batch's events in one), so this scan
+        # stays small.
+        pending = list(self.db.outbox.find({"created_at": {"$lt": cutoff}}).limit(100))
+        pending.sort(key=lambda r: r["created_at"])  # in memory (see DESIGN.md)
+        return self.publish(pending)
 
     def backlog(self) -> int:
-        return self.db.outbox.estimated_document_count()
+        """Events written but not yet published (each record says how many it holds)."""
+        return sum(int(r.get("n", 1)) for r in self.db.outbox.find({}, {"n": 1}))
 
 
 class BatchFailed(Exception):
@@ -314,20 +345,20 @@ class Batch:
         self.marked: set[str] = set()
         Batch.open_batches[self.id] = self
 
-    def mark(self, keys: list[str]) -> None:
-        """Write the processed markers of the batch's events in one request, before any
-        handler runs (the order a transaction of its own writes them in). A marker already
-        there (a redelivered event) fails the batch, which then goes one by one."""
-        if not keys:
+    def mark(self, marks: list[tuple[str, contract.Event]]) -> None:
+        """Write the processed markers of the batch's events (``(key, event)``) in one
+        request, before any handler runs (the order a transaction of its own writes them
+        in). A marker already there (a redelivered event) fails the batch, which then goes
+        one by one."""
+        if not marks:
             return
-        at = contract.now()
         try:
-            self.store.db.processed.insert_many([{"_id": key, "at": at} for key in keys],
-                                                session=self.session)
+            self.store.db.processed.insert_many(
+                [self.store.marker(key, event) for key, event in marks], session=self.session)
         except PyMongoError as exc:
             self.abort()
             raise BatchFailed(f"markers: {type(exc).__name__}: {exc}"[:500]) from exc
-        self.marked.update(keys)
+        self.marked.update(key for key, _ in marks)
 
     def prefetch(self, events: list[contract.Event]) -> None:
         """Let the store read, in a few requests, what the batch's handlers will look up one
@@ -339,13 +370,14 @@ class Batch:
         except PyMongoError as exc:  # the caller aborts the batch
             raise BatchFailed(f"prefetch: {type(exc).__name__}: {exc}"[:500]) from exc
 
-    def join(self, work: Callable[[Tx], Any], key: str | None) -> Any:
+    def join(self, work: Callable[[Tx], Any], key: str | None,
+             event: contract.Event | None = None) -> Any:
         if key and key not in self.marked:
             # the marker first, as a transaction of its own does: every transaction then
             # writes its collections in the same order (the local database server makes a
             # transaction wait for another's writes, so two orders could wait on each other);
             # a redelivered event fails here with a duplicate key and the batch goes one by one
-            self.store.db.processed.insert_one({"_id": key, "at": contract.now()},
+            self.store.db.processed.insert_one(self.store.marker(key, event),
                                                session=self.session)
         tx = Tx(self.store.db, self.session, self.store.source, self.shared)
         result = work(tx)
@@ -360,18 +392,16 @@ class Batch:
         db, session = self.store.db, self.session
         try:
             Tx(db, session, self.store.source, self.shared).flush()
-            if self.events:
-                at = contract.now()
-                db.outbox.insert_many(
-                    [{"_id": e["event_id"], "envelope": e, "created_at": at}
-                     for e in self.events], session=session)
+            records = outbox_records(self.events)
+            if records:
+                db.outbox.insert_many(records, session=session)
             session.commit_transaction()
         except Exception as exc:
             self.abort()
             raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
         self.close()
-        if self.events and self.store.relay is not None:
-            self.store.relay.publish(self.events)
+        if records and self.store.relay is not None:
+            self.store.relay.publish(records)
         for remember in self.after_commit:
             remember()
 
@@ -468,6 +498,11 @@ class BaseStore:
     def on_start(self) -> None:
         """Hook for a service's first-start work (loading reference data...)."""
 
+    def marker(self, key: str, event: contract.Event | None) -> dict[str, Any]:
+        """The processed marker of ``event`` under ``key``: a store may keep in it what it
+        would otherwise write per event elsewhere (intake: who sent it)."""
+        return {"_id": key, "at": contract.now()}
+
     def prefetch(self, tx: Tx, events: list[contract.Event]) -> None:
         """Hook: before a batch's handlers run, read what they will need (one ``$in`` per
         collection instead of one ``_id`` lookup per event) into ``tx.shared``, where the
@@ -492,24 +527,22 @@ class BaseStore:
         key = (f"{consumer}:{event.event_id}"
                if event is not None and consumer and self.markers else None)
         if self.batch is not None:
-            return self.batch.join(work, key)
-        last: list[Tx] = []
+            return self.batch.join(work, key, event)
+        last: list[Any] = []  # the records and the Tx of the attempt that committed
 
         def callback(session: Any) -> Any:
             last.clear()
             if key:
                 # the marker first: a redelivered event fails here with a duplicate key
                 # (one request, no lookup) and the transaction is abandoned
-                self.db.processed.insert_one({"_id": key, "at": contract.now()}, session=session)
+                self.db.processed.insert_one(self.marker(key, event), session=session)
             tx = Tx(self.db, session, self.source)
             result = work(tx)
             tx.flush()
-            if tx.events:
-                at = contract.now()
-                self.db.outbox.insert_many(
-                    [{"_id": e["event_id"], "envelope": e, "created_at": at} for e in tx.events],
-                    session=session,
-                )
+            records = outbox_records(tx.events)
+            if records:
+                self.db.outbox.insert_many(records, session=session)
+            last.append(records)
             last.append(tx)
             return result
 
@@ -522,9 +555,10 @@ class BaseStore:
                 return DUPLICATE
             raise
         if result is not DUPLICATE and last:
-            if last[0].events and self.relay is not None:
-                self.relay.publish(last[0].events)
-            for remember in last[0].after_commit:
+            records, tx = last
+            if records and self.relay is not None:
+                self.relay.publish(records)
+            for remember in tx.after_commit:
                 remember()
         return result
 

@@ -60,7 +60,6 @@ class IntakeService(ServiceEndpoints):
         check_references(event, self.reference)
 
         def republish(tx: Tx) -> None:
-            self.store.record_receipt(tx, event)
             tx.emit(event.type, event.data, event_id=event.event_id,
                     occurred_at=event.occurred_at)
 

@@ -1,27 +1,24 @@
-"""Intake's storage: the dedupe log (the ``processed`` markers), the outbox, and who sent
-each accepted event (``received``)."""
+"""Intake's storage: the dedupe log (the ``processed`` markers), which also says who sent
+each accepted event, and the outbox."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pymongo import InsertOne
-
 from services.common import contract
-from services.common.store import BaseStore, Tx
+from services.common.store import BaseStore
 
 
 class IntakeStore(BaseStore):
-    collections: dict = {"received": []}
+    collections: dict = {}
 
-    def record_receipt(self, tx: Tx, event: contract.Event) -> None:
-        """Who sent an accepted event: ``source`` is the publisher the broker authenticated
-        (or the gateway's caller) when known, else what the envelope claims; both kept."""
-        # a batch's receipts go in one request, as it commits
-        tx.stage("received", event.event_id, InsertOne({
-            "_id": event.event_id, "type": event.type,
-            "source": event.publisher or event.source, "publisher": event.publisher,
-            "claimed_source": event.source, "received_at": contract.now()}))
+    def marker(self, key: str, event: contract.Event | None) -> dict[str, Any]:
+        """An accepted event's marker is its receipt, written in the same request: who sent
+        it. ``source`` is the publisher the broker authenticated (or the gateway's caller)
+        when known, else what the envelope claims; both kept."""
+        doc = super().marker(key, event)
+        if event is not None:
+            doc.update(type=event.type, source=event.publisher or event.source,
+                       publisher=event.publisher, claimed_source=event.source)
+        return doc
 
-    def receipt(self, event_id: str) -> dict[str, Any] | None:
-        return self.db.received.find_one({"_id": event_id})

@@ -114,12 +114,12 @@ def test_a_partner_publishes_to_intake_only_and_intake_records_who_it_was(locked
     assert info.value.reply_code == 403
 
     eventually(lambda: system.need(need["need_id"]), what="the partner's need")
-    received = system.space.db("intake").received
-    row = eventually(lambda: received.find_one({"_id": event["event_id"]}))
+    received = system.space.db("intake").processed  # an accepted event's marker says who
+    row = eventually(lambda: received.find_one({"_id": f"intake:{event['event_id']}"}))
     assert (row["source"], row["publisher"], row["claimed_source"]) == (PARTNER, PARTNER,
                                                                           "gateway")
     # what comes through the gateway is recorded with who the gateway authenticated
     mine = {**need, "need_id": f"N-{uuid.uuid4().hex[:6]}"}
     answer = system.api("POST", "/api/needs", json=mine).json()
-    row = eventually(lambda: received.find_one({"_id": answer["event_id"]}))
+    row = eventually(lambda: received.find_one({"_id": f"intake:{answer['event_id']}"}))
     assert row["source"] == "gateway:operator"

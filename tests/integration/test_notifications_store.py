@@ -322,7 +322,7 @@ def handle_batch(store, ctx, items):
     """As the batch consumer does: one transaction, what its events will look up read first,
     each handler joining it, one commit."""
     batch = Batch(store)
-    batch.mark([f"{use_case.__name__}:{ev.event_id}" for use_case, ev in items])
+    batch.mark([(f"{use_case.__name__}:{ev.event_id}", ev) for use_case, ev in items])
     batch.prefetch([ev for _, ev in items])
     for use_case, ev in items:
         view = store.for_worker(batch, use_case.__name__)

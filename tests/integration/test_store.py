@@ -70,6 +70,12 @@ def test_a_failed_transaction_leaves_no_effect_no_marker_no_event(space):
     assert store.db.processed.find_one({"_id": f"c:{event.event_id}"}) is None
 
 
+def waiting(store):
+    """The ids of the events in the outbox, in the order written."""
+    return [e["event_id"] for record in store.db.outbox.find({})
+            for e in record["envelopes"]]
+
+
 def test_emitted_events_are_published_after_commit_and_leave_the_outbox(space):
     store = make_store(space, source="pub")
     probe = space.bind_probe("pub.events", "need_posted")
@@ -86,7 +92,8 @@ def test_events_survive_a_broker_outage_and_the_sweeper_sends_them(space):
     store = make_store(space, source="outage", amqp_uri=down, outbox_grace_seconds=0)
     probe = space.bind_probe("outage.events", "need_posted")
     env = store.atomically(lambda tx: tx.emit("need_posted", NEED))
-    assert store.db.outbox.find_one({"_id": env["event_id"]}) is not None  # kept, not lost
+    assert waiting(store) == [env["event_id"]]  # kept, not lost
+    assert store.relay.backlog() == 1
     assert space.get_messages(probe) == []
 
     back = Relay(space.amqp_uri, store.db, "outage", store.cfg)  # the broker is back
@@ -102,6 +109,7 @@ def test_a_window_of_events_is_published_with_one_wait_and_arrives_as_sent(space
     envs = store.atomically(lambda tx: [tx.emit("need_posted", {**NEED, "need_id": f"W{i}"})
                                         for i in range(150)])
     assert store.db.outbox.count_documents({}) == 0  # every one confirmed, then deleted
+    assert store.relay.backlog() == 0
     got = eventually(lambda: (m := space.get_messages(probe, limit=200)) and len(m) == 150
                      and m)
     assert [json.loads(body) for _, body in got] == [json.loads(json.dumps(e, default=str))
@@ -118,7 +126,8 @@ def test_an_event_the_broker_cannot_route_stays_in_the_outbox(space):
                  "category": "masks"}
     env = store.atomically(lambda tx: [tx.emit("need_posted", NEED),
                                        tx.emit("need_fulfilled", fulfilled)])
-    assert [d["_id"] for d in store.db.outbox.find({})] == [env[0]["event_id"]]
+    # the record keeps only the one not published
+    assert waiting(store) == [env[0]["event_id"]] and store.relay.backlog() == 1
     assert json.loads(eventually(lambda: space.get_messages(probe))[0][1])["event_id"] == \
         env[1]["event_id"]
 
@@ -131,8 +140,8 @@ def test_the_relay_opens_a_new_connection_after_it_lost_one(space):
     env = store.atomically(lambda tx: tx.emit("need_posted", {**NEED, "need_id": "R2"}))
     # that publish found the connection gone: the event waits in the outbox, and the next
     # publish (the sweeper's) opens a new connection
-    assert [d["_id"] for d in store.db.outbox.find({})] == [env["event_id"]]
-    assert store.relay.publish([env]) == 1
+    assert waiting(store) == [env["event_id"]]
+    assert store.relay.publish(list(store.db.outbox.find({}))) == 1
     ids = eventually(lambda: (m := space.get_messages(probe)) and len(m) == 2
                      and [json.loads(b)["data"]["need_id"] for _, b in m])
     assert ids == ["R1", "R2"]
@@ -226,3 +235,17 @@ def test_a_staged_conditional_write_that_matches_nothing_rolls_everything_back(s
         store.atomically(too_much)
     assert {d["_id"]: d["available"] for d in store.db.supply.find({})} == {"L1": 2, "L2": 2}
     assert store.db.withdrawals.find_one({"_id": "x"}) is None
+
+
+def test_a_record_an_earlier_version_left_in_the_outbox_is_published(space):
+    """Before a transaction's events shared one record, each had its own (``envelope``)."""
+    store = make_store(space, source="older", outbox_grace_seconds=0)
+    probe = space.bind_probe("older.events", "need_posted")
+    env = contract.build("need_posted", NEED, "older")
+    store.db.outbox.insert_one({"_id": env["event_id"], "envelope": env,
+                                "created_at": contract.now()})
+    assert store.relay.backlog() == 1
+    assert store.relay.sweep() == 1
+    got = eventually(lambda: space.get_messages(probe))
+    assert json.loads(got[0][1])["event_id"] == env["event_id"]
+    assert store.db.outbox.count_documents({}) == 0
