@@ -205,7 +205,7 @@ class Batcher:
         batch = Batch(store)
         if store.markers:
             batch.mark([(f"{provider.consumer_key}:{event.event_id}", event)
-                        for provider, _, event in items])
+                        for provider, _, event in items if provider.consumer_key])
         try:
             batch.prefetch([event for _, _, event in items])
             for provider, _, event in items:
@@ -247,21 +247,26 @@ class ReliableConsumer(Entrypoint):
 
     queue_consumer = ReliableQueueConsumer()
 
-    def __init__(self, batch: bool = False, marker: str | None = None, **kwargs: Any):
+    def __init__(self, batch: bool = False, marker: str | None = None,
+                 keyed_by_cause: bool = False, **kwargs: Any):
         self.batch = batch
         self.marker = marker
+        self.keyed_by_cause = keyed_by_cause
         super().__init__(**kwargs)
         self.queue: Queue | None = None
         self.spec: QueueSpec | None = None
         self.publisher: Publisher | None = None
 
     @property
-    def consumer_key(self) -> str:
+    def consumer_key(self) -> str | None:
         """What this consumer's processed markers are keyed by (with the event id): the
         handler's name, so that two handlers of one event in a service keep apart; or the
         ``marker`` named, where another entrypoint handles the same events (and so must find
-        the same markers)."""
-        return self.marker or self.method_name
+        the same markers). None for a handler declared ``keyed_by_cause``: its every write
+        is keyed by the event's cause and made only if absent, or sets what the event says
+        (the same again changes nothing), so handling it twice is harmless and a marker
+        would cost a write per event and guard nothing."""
+        return None if self.keyed_by_cause else self.marker or self.method_name
 
     # -- subclasses say where they listen and what they accept ----------------------------
     def queue_spec(self, service_name: str, method_name: str) -> QueueSpec:

@@ -44,7 +44,7 @@ import eventlet.event
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 
 from services.common import contract
 from services.common.config import Settings, settings
@@ -428,6 +428,9 @@ class BaseStore:
     #: collection name -> list of index specs (each a list of (field, direction) pairs,
     #: or a dict with "keys" and index options)
     collections: dict[str, list[Any]] = {}
+    #: collection name -> names of indexes an earlier version made that nothing uses now
+    #: (each would cost every write): dropped at start, before the wanted ones are made
+    retired_indexes: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, client: MongoClient, db: Database, source: str, relay: Relay | None,
                  cfg: Settings, config: dict[str, Any]):
@@ -466,6 +469,12 @@ class BaseStore:
         wanted = {"outbox": [[("created_at", ASCENDING)]], "processed": [], "redeliveries": []}
         wanted.update(self.collections)
         existing = set(self.db.list_collection_names())
+        for name, retired in self.retired_indexes.items():
+            for index in retired if name in existing else ():
+                try:
+                    self.db[name].drop_index(index)
+                except OperationFailure:
+                    pass  # never made here, or dropped by another instance
         for name, indexes in wanted.items():
             if name not in existing:
                 try:

@@ -84,12 +84,18 @@ class NotificationsService(ServiceEndpoints):
 
         self.store.atomically(work, event=event)  # marked as this worker's consumer
 
+    # Handlers ``keyed_by_cause`` write no processed marker: a message's id is its cause and
+    # its recipient, written only if new, and a subject is set to what its posting says
+    # (the same posting again changes nothing). The others keep markers: a registration
+    # redelivered after a newer one must not undo it; escalations, offers and reminders
+    # read who is registered now, and are few.
+
     # -- people ---------------------------------------------------------------------------
-    @on_event("intake", "need_posted", batch=True)
+    @on_event("intake", "need_posted", batch=True, keyed_by_cause=True)
     def on_need_posted(self, event: Event) -> None:
         self._handle(handlers.on_need_posted, event)
 
-    @on_event("intake", "donation_received", batch=True)
+    @on_event("intake", "donation_received", batch=True, keyed_by_cause=True)
     def on_donation_received(self, event: Event) -> None:
         self._handle(handlers.on_donation_received, event)
 
@@ -98,15 +104,15 @@ class NotificationsService(ServiceEndpoints):
         self._handle(handlers.on_volunteer_registered, event)
 
     # -- what they hear of ----------------------------------------------------------------
-    @on_event("matching", "assignment_made", batch=True)
+    @on_event("matching", "assignment_made", batch=True, keyed_by_cause=True)
     def on_assignment_made(self, event: Event) -> None:
         self._handle(handlers.on_assignment_made, event)
 
-    @on_event("matching", "need_fulfilled", batch=True)
+    @on_event("matching", "need_fulfilled", batch=True, keyed_by_cause=True)
     def on_need_fulfilled(self, event: Event) -> None:
         self._handle(handlers.on_need_fulfilled, event)
 
-    @on_event("matching", "need_expired", batch=True)
+    @on_event("matching", "need_expired", batch=True, keyed_by_cause=True)
     def on_need_expired(self, event: Event) -> None:
         self._handle(handlers.on_need_expired, event)
 
@@ -126,7 +132,7 @@ class NotificationsService(ServiceEndpoints):
     def on_offer_accepted(self, event: Event) -> None:
         self._handle(handlers.on_offer_answered, event)
 
-    @on_event("donations", "stock_changed", batch=True)
+    @on_event("donations", "stock_changed", batch=True, keyed_by_cause=True)
     def on_stock_changed(self, event: Event) -> None:
         self._handle(handlers.on_stock_changed, event)
 
@@ -137,7 +143,7 @@ class NotificationsService(ServiceEndpoints):
     # -- delivery -------------------------------------------------------------------------
     @every_poll()
     def deliver_due(self) -> int:
-        return self.courier.run(self.store, self.reference)
+        return self.courier.tick(self.store, self.reference)
 
     # -- recipients (coordinators, organisation contacts) ---------------------------------
     @rpc(expected_exceptions=Invalid)

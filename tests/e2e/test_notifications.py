@@ -104,6 +104,10 @@ def test_an_assignment_sends_the_poster_one_email_in_their_language(system, sink
     eventually(lambda: any(marker in m["body"] for m in mail_to(sink, address)),
                what="the marker's email")
     assert sum(nid in m["body"] for m in mail_to(sink, address)) == 1
+    # told once by its key (cause and recipient), not by a processed marker: none is written
+    processed = system.space.db("notifications").processed
+    assert processed.find_one({"_id": f"on_assignment_made:{assignment['event_id']}"}) is None
+    assert processed.find_one({"_id": f"on_need_posted:{need_event}"}) is None
 
     # what the API shows: state, channel, the text, no address
     with ClusterRpcProxy({"AMQP_URI": system.space.amqp_uri}) as rpc:
