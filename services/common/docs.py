@@ -186,7 +186,8 @@ def asyncapi() -> dict[str, Any]:
         "description": (
             "Durable topic exchange for outside systems. Routing key = event type; "
             "persistent messages; content type application/json. A duplicate event_id is "
-            f"ignored; an invalid message goes to queue {INTAKE_DLQ} with header "
+            "ignored (the same event again); an event_id accepted before with other "
+            f"content, and any invalid message, go to queue {INTAKE_DLQ} with header "
             "x-relief-error giving the reason."),
         "publish": {"operationId": "publish_to_intake",
                     "message": {"oneOf": [{"$ref": f"#/components/messages/{t}"}

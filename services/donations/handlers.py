@@ -184,6 +184,9 @@ def receive_pledge(ctx: Context, pledge_id: str, part: dict[str, Any]) -> dict[s
         answer = ctx.submit(envelope)
     except contract.ContractError as exc:
         raise Invalid(exc.reason, exc.fields) from exc
+    except Conflict:  # this part's donation id was given before with other figures
+        raise Conflict(f"donation_id {part['donation_id']!r} was recorded before with other "
+                       "content; the first stands", {"donation_id": "already used"}) from None
     except RpcTimeout as exc:
         raise NoAnswer(str(exc)) from exc
     return {"pledge_id": pledge_id, "donation_id": part["donation_id"],

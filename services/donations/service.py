@@ -107,7 +107,7 @@ class DonationsService(ServiceEndpoints):
     def pledge(self, pledge_id: str) -> dict[str, Any]:
         return handlers.pledge_view(self.store, pledge_id)
 
-    @rpc(expected_exceptions=(NotFound, Invalid, NoAnswer))
+    @rpc(expected_exceptions=(NotFound, Invalid, Conflict, NoAnswer))
     def receive_pledge(self, pledge_id: str, part: dict[str, Any]) -> dict[str, Any]:
         """A part of a pledge arrived: it becomes a donation through intake (idempotent by
         the part's ``donation_id``)."""

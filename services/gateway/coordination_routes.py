@@ -17,12 +17,19 @@ from marshmallow import fields, validate
 from nameko.rpc import RpcProxy
 from werkzeug.wrappers import Response
 
-from services.common import contract, sheets
+from services.common import contract, errors, sheets
 from services.common.deps import call
 from services.common.web import http
 from services.gateway import imports, policy, schemas
 from services.gateway.domain_routes import HoursBody
-from services.gateway.http import allowed, error, forbidden, respond, volunteer_scopes
+from services.gateway.http import (
+    allowed,
+    error,
+    forbidden,
+    respond,
+    submit,
+    volunteer_scopes,
+)
 
 FORMATS = ("json", "csv", "xlsx")
 EXPORT_MAX_ROWS = 5000  # an export walks the pages up to this many rows
@@ -438,8 +445,14 @@ class CoordinationRoutes:
                                                row.payload[spec["id"]])
                 envelope = contract.build(spec["event"], row.payload, source="gateway-import",
                                           event_id=event_id)
-                created = not call(self.intake, "submit", envelope,
-                                   f"gateway:{principal.id}")["duplicate"]
+                try:
+                    created = not submit(self.intake, envelope, f"gateway:{principal.id}",
+                                         spec["id"], row.payload[spec["id"]])["duplicate"]
+                except errors.Conflict as exc:  # the row is refused, the others go on
+                    report["errors"].append({"row": row.number,
+                                             "fields": {spec["id"]: exc.message}})
+                    step(report)
+                    continue
             report["imported" if created else "duplicates"] += 1
             step(report)
 

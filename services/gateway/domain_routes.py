@@ -24,6 +24,7 @@ from services.gateway.http import (
     error,
     forbidden,
     respond,
+    submit,
     volunteer_scopes,
 )
 
@@ -221,8 +222,8 @@ class DomainRoutes:
                               f"log hours of volunteer {data['volunteer_id']}")
         event_id = contract.derived_id("gateway", "hours_logged", data["hours_id"])
         envelope = contract.build("hours_logged", data, source="gateway", event_id=event_id)
-        answer = call(self.intake, "submit", envelope,
-                      f"gateway:{request.principal.id}")
+        answer = submit(self.intake, envelope, f"gateway:{request.principal.id}", "hours_id",
+                        data["hours_id"])
         return respond(202, {"hours_id": data["hours_id"], "event_id": answer["event_id"],
                              "duplicate": answer["duplicate"],
                              "status_url": f"/api/hours?volunteer_id={data['volunteer_id']}"})

@@ -174,6 +174,18 @@ def allowed(action: str) -> Any:
     return decorate
 
 
+def submit(intake: Any, envelope: dict[str, Any], caller: str, id_field: str,
+           value: str) -> dict[str, Any]:
+    """Hand an event to intake under the event id derived from ``value`` (its ``id_field``):
+    the same again is a harmless duplicate; other content under that id is refused with a
+    409 naming the field (the first stands)."""
+    try:
+        return call(intake, "submit", envelope, caller)
+    except errors.Conflict:
+        raise errors.Conflict(f"{id_field} {value!r} was posted before with other content; "
+                              "the first stands", {id_field: "already used"}) from None
+
+
 def volunteer_scopes(volunteers: Any, volunteer_ids: list[str]) -> dict[str, Any]:
     """Each volunteer's home community and organisation (volunteers' ``volunteer_scopes``),
     asked 1,000 at a time: what an area or an organisation is checked against."""

@@ -40,14 +40,18 @@ def openapi() -> dict[str, Any]:
             "post": {
                 "summary": "Post a need (accepted as a need_posted event; matched moments "
                            "later)",
-                "responses": {"202": accepted("need_id")}}},
+                "responses": {"202": accepted("need_id"),
+                              "409": failure("the need_id was posted before with other "
+                                             "content (the first stands)")}}},
         "/api/needs/{need_id}": {"get": {
             "summary": "A need with its status, fulfilled quantity and assignments",
             "responses": {"200": answer("the need", record("need_id", "status", "quantity")),
                           "404": failure("unknown need (it may still be on its way)")}}},
         "/api/donations": {"post": {
             "summary": "Record a received donation (a donation_received event)",
-            "responses": {"202": accepted("donation_id")}}},
+            "responses": {"202": accepted("donation_id"),
+                          "409": failure("the donation_id was recorded before with other "
+                                         "content (the first stands)")}}},
         "/api/stock": {"get": {
             "summary": "Lots with what is still available",
             "responses": {"200": answer("lots", listing("lots", record(
@@ -169,7 +173,9 @@ def domain_paths() -> dict[str, Any]:
         "/api/hours": {
             "post": {"summary": "Log volunteer hours (an hours_logged event); pending until "
                                 "a coordinator decides",
-                     "responses": {"202": accepted("hours_id")}},
+                     "responses": {"202": accepted("hours_id"),
+                                   "409": failure("the hours_id was logged before with "
+                                                  "other content (the first stands)")}},
             "get": {"summary": "Logged hours, by status (pending, approved, rejected)",
                     "responses": {"200": answer("hours", listing("hours"))}}},
         "/api/hours/{hours_id}/decision": {"post": {
@@ -219,7 +225,9 @@ def domain_paths() -> dict[str, Any]:
             "summary": "A part of a pledge arrived: accepted as a donation_received with "
                        "pledge_id (a lot, a receipt), counted on the pledge; idempotent by "
                        "donation_id",
-            "responses": {"202": accepted("donation_id"), "404": failure("unknown pledge")}}},
+            "responses": {"202": accepted("donation_id"), "404": failure("unknown pledge"),
+                          "409": failure("the donation_id was recorded before with other "
+                                         "content (the first stands)")}}},
         "/api/donations/{donation_id}/receipt": {"get": {
             "summary": "The numbered donor receipt, printable HTML (zh-CN or en)",
             "responses": {"200": {"description": "HTML; header X-Receipt-No",

@@ -32,6 +32,7 @@ from services.gateway.http import (
     principal_of,
     record,
     respond,
+    submit,
 )
 from services.gateway.notifications_routes import NotificationRoutes
 from services.gateway.people_routes import PeopleRoutes
@@ -73,11 +74,12 @@ class GatewayService(DomainRoutes, CoordinationRoutes, StatusRoutes, DashboardRo
         else:
             authorise(self, request, "donations.post", area=data["location_id"],
                       organisation=data["donor"].get("donor_id"), what="record a donation")
-        # the same id posted twice is the same event: a retried POST is harmless
+        # the same id posted twice is the same event: a retried POST is harmless, and the
+        # same id with other content is refused (409), never taken for the first
         event_id = contract.derived_id("gateway", type_, data[id_field])
         envelope = contract.build(type_, data, source="gateway", event_id=event_id)
-        answer = call(self.intake, "submit", envelope,
-                      f"gateway:{request.principal.id}")
+        answer = submit(self.intake, envelope, f"gateway:{request.principal.id}", id_field,
+                        data[id_field])
         status_key = data[id_field] if type_ == "need_posted" else data["category"]
         return respond(202, {id_field: data[id_field], "event_id": answer["event_id"],
                              "duplicate": answer["duplicate"],

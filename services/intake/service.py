@@ -36,12 +36,13 @@ class IntakeService(ServiceEndpoints):
     def accept(self, event: contract.Event) -> None:
         self._accept(event)
 
-    @rpc(expected_exceptions=errors.Invalid)
+    @rpc(expected_exceptions=(errors.Invalid, errors.Conflict))
     def submit(self, envelope: dict[str, Any], publisher: str | None = None
                ) -> dict[str, Any]:
         """Accept an event from the gateway (``publisher``: who it authenticated). Returns
         ``{"event_id", "duplicate"}``; raises :class:`errors.Invalid` naming the fields for
-        an invalid one (nothing is stored)."""
+        an invalid one, and :class:`errors.Conflict` for an event id accepted before with
+        other content (nothing is stored)."""
         try:
             event = contract.parse(envelope)
             if publisher:
@@ -52,6 +53,8 @@ class IntakeService(ServiceEndpoints):
             # instead of waiting out the driver's transaction retries
             with pymongo.timeout(settings(self.config).request_db_seconds):
                 duplicate = self._accept(event)
+        except EventIdReused as exc:
+            raise errors.Conflict(exc.reason, {"event_id": "already used"}) from None
         except contract.ContractError as exc:
             raise errors.Invalid(exc.reason, contract.flatten_errors(exc.fields)) from None
         return {"event_id": event.event_id, "duplicate": duplicate}
@@ -63,4 +66,15 @@ class IntakeService(ServiceEndpoints):
             tx.emit(event.type, event.data, event_id=event.event_id,
                     occurred_at=event.occurred_at)
 
-        return self.store.atomically(republish, event=event, consumer=CONSUMER) is DUPLICATE
+        if self.store.atomically(republish, event=event, consumer=CONSUMER) is not DUPLICATE:
+            return False
+        # the same event again is harmless; other content under its id is refused (the
+        # consumers would take it for the first one and ignore it)
+        if self.store.accepted_otherwise(f"{CONSUMER}:{event.event_id}", event):
+            raise EventIdReused(f"event_id {event.event_id!r} was accepted before with other "
+                                "content; the first stands (give a new event its own id)")
+        return True
+
+
+class EventIdReused(contract.ContractError):
+    """An event id accepted before, now with another type or other data."""

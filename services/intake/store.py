@@ -19,6 +19,17 @@ class IntakeStore(BaseStore):
         doc = super().marker(key, event)
         if event is not None:
             doc.update(type=event.type, source=event.publisher or event.source,
-                       publisher=event.publisher, claimed_source=event.source)
+                       publisher=event.publisher, claimed_source=event.source,
+                       fingerprint=contract.fingerprint(event.data))
         return doc
+
+    def accepted_otherwise(self, key: str, event: contract.Event) -> bool:
+        """Whether the event accepted under this marker said something else than ``event``
+        (another type or other data under the same event id). Read only for a duplicate;
+        a marker from before fingerprints were kept is taken as the same."""
+        first = self.db.processed.find_one({"_id": key}, {"type": 1, "fingerprint": 1})
+        if first is None or "fingerprint" not in first:
+            return False
+        return (first.get("type"), first["fingerprint"]) != (
+            event.type, contract.fingerprint(event.data))
 

@@ -107,10 +107,10 @@ class Courier:
         for i in range(0, len(recipients), CHUNK):
             made += self.deliver_many(store, reference,
                                       {r: due[r] for r in recipients[i:i + CHUNK]})
-        # after deliveries (what failed is due again; what another instance held is still
-        # due), the next tick reads again; else not before the first due time to come
-        store.lookout.looked(now, None if due else later if later else
-                             now + store.lookout.reread)
+        if due:  # what failed is due again, what another instance held is still due
+            store.lookout.looked(now, None)  # so the next tick reads again
+        else:  # not before the first due time to come
+            store.lookout.looked(now, later or now + store.lookout.reread)
         return made
 
     def deliver_many(self, store: NotificationsStore, reference: Any,

@@ -391,6 +391,15 @@ def test_spreadsheets_import_row_by_row_through_the_same_events_and_only_once(sy
     assert (progress["state"], progress["rows"], progress["done"], progress["imported"],
             progress["duplicates"]) == ("done", 1, 1, 0, 1), progress
     assert system.api("GET", f"/api/imports/progress/{'0' * 64}").status_code == 404
+    # the same donation id with other figures: that row is refused, the first stands
+    sheet.cell(row=2, column=column["数量"] + 1, value=31)
+    changed_book = io.BytesIO()
+    book.save(changed_book)
+    changed = system.api("POST", "/api/imports/donations?good_rows=true",
+                         data=changed_book.getvalue(), headers={"Content-Type": xlsx}).json()
+    assert (changed["imported"], changed["duplicates"]) == (0, 0), changed
+    assert [e["fields"]["donation_id"] for e in changed["errors"] if e["row"] == 2] == [
+        f"donation_id {good!r} was posted before with other content; the first stands"]
     eventually(lambda: {d["donation_id"] for d in system.api(
         "GET", "/api/donations?category=protective_suits&acquisition=purchased").json()[
         "items"]} == {good}, what="the imported purchase, once")

@@ -133,6 +133,37 @@ def test_an_id_reused_for_a_different_need_or_donation_is_refused_and_the_first_
     assert now["recipient"] == told["recipient"] and now["quantity"] == 3
 
 
+def test_an_event_id_reused_with_other_content_is_refused_at_the_door(system):
+    """Intake took a second event under an accepted event id for a redelivery of the first
+    and dropped it in silence. Now the same event again is still a harmless duplicate; other
+    content under its id is refused: a 409 through the API (whose event ids derive from the
+    need_id), a dead letter with the reason through the exchange."""
+    need_id = f"N-{uuid.uuid4().hex[:12]}"
+    body = {**NEED, "need_id": need_id}
+    first = system.api("POST", "/api/needs", json=body)
+    assert first.status_code == 202 and first.json()["duplicate"] is False
+    again = system.api("POST", "/api/needs", json=body)
+    assert again.status_code == 202 and again.json()["duplicate"] is True
+    other = system.api("POST", "/api/needs", json={**body, "quantity": 200})
+    assert other.status_code == 409, other.text
+    assert "posted before with other content" in other.json()["error"]
+    assert other.json()["fields"] == {"need_id": "already used"}
+
+    event = envelope("need_posted", {**NEED, "need_id": f"N-{uuid.uuid4().hex[:12]}"})
+    changed = {**event, "data": {**event["data"], "quantity": 300}}
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    _publish_raw(system.space, [(ids[0], json.dumps(event).encode()),
+                                (ids[1], json.dumps(event).encode()),  # redelivered
+                                (ids[2], json.dumps(changed).encode())])
+    headers = eventually(lambda: _dead_letters(system.space).get(ids[2]))
+    assert "was accepted before with other content" in headers["x-relief-error"]
+    assert headers.get("x-relief-error-kind") == "invalid"
+    assert ids[1] not in _dead_letters(system.space)
+    need = eventually(lambda: system.need(event["data"]["need_id"]), what="the first need")
+    assert need["quantity"] == 2
+    assert eventually(lambda: system.need(need_id), what="the posted need")["quantity"] == 2
+
+
 def test_hostile_requests_get_json_4xx_never_a_server_error(system):
     url = system.url
     # a bearer token that is not ASCII is a wrong token
