@@ -1,10 +1,8 @@
 """The courier: delivers what the handlers queued, outside any event transaction.
 
-Every ``poll_seconds`` in which a message may be due (``store.Lookout``: what the last read
-saw coming, what this process queued since, and at least every ``reread_seconds``) it finds
-the recipients with a message due (one indexed equality on the state of messages: only what
-is still to be sent is read) and takes them ``CHUNK`` at a time; for each chunk, a few
-requests however many recipients it holds:
+Every ``poll_seconds`` it finds the recipients with a message due (one indexed equality on
+the state of messages: only what is still to be sent is read) and takes them ``CHUNK`` at a
+time; for each chunk, a few requests however many recipients it holds:
 
 1. **claims** their mailboxes together (``store.claim_mailboxes``: one conditional
    ``update_many`` on the free ones, carrying a token of the claim, read back by id): of two
@@ -87,30 +85,17 @@ class Courier:
         self._last_orphan_sweep: datetime | None = None
 
     # -- the loop -----------------------------------------------------------------------
-    def tick(self, store: NotificationsStore, reference: Any = None) -> int:
-        """The timer's pass: :meth:`run` when a message may be due (``store.lookout``)."""
-        now = contract.now()
-        if not store.lookout.wanted(now):
-            self.sweep_orphans(store, now)
-            return 0
-        return self.run(store, reference)
-
     def run(self, store: NotificationsStore, reference: Any = None) -> int:
         """One pass: deliver to every recipient with a message due, ``CHUNK`` recipients at
         a time. Returns how many deliveries were made (sent or failed)."""
         now = contract.now()
         self.sweep_orphans(store, now)
-        store.lookout.looking()
-        due, later = store.due_mailboxes(now)
+        due = store.due_mailboxes(now)
         made = 0
         recipients = list(due)
         for i in range(0, len(recipients), CHUNK):
             made += self.deliver_many(store, reference,
                                       {r: due[r] for r in recipients[i:i + CHUNK]})
-        if due:  # what failed is due again, what another instance held is still due
-            store.lookout.looked(now, None)  # so the next tick reads again
-        else:  # not before the first due time to come
-            store.lookout.looked(now, later or now + store.lookout.reread)
         return made
 
     def deliver_many(self, store: NotificationsStore, reference: Any,

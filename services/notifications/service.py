@@ -143,7 +143,7 @@ class NotificationsService(ServiceEndpoints):
     # -- delivery -------------------------------------------------------------------------
     @every_poll()
     def deliver_due(self) -> int:
-        return self.courier.tick(self.store, self.reference)
+        return self.courier.run(self.store, self.reference)
 
     # -- recipients (coordinators, organisation contacts) ---------------------------------
     @rpc(expected_exceptions=Invalid)

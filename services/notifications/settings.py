@@ -39,9 +39,6 @@ class WebhookSettings:
 @dataclass(frozen=True)
 class NotifySettings:
     poll_seconds: float = 1.0  # how often the courier looks for due mailboxes
-    # ...reading the pending messages only when one may be due (as far as this process
-    # knows), and at least this often (what another instance queued, what a crash left)
-    reread_seconds: float = 15.0
     window_seconds: float = 60.0  # at most one message per recipient per window
     max_attempts: int = 5  # delivery attempts before a message is dead
     retry_backoff_seconds: float = 5.0  # first back-off after a transient failure; doubles

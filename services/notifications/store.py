@@ -31,7 +31,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
@@ -84,46 +84,6 @@ class Recent:
         self._items.pop(key, None)
 
 
-class Lookout:
-    """When the courier next reads the pending messages: not before one may be due.
-
-    A read says when the earliest pending message that is not due yet will be
-    (:meth:`looked`); a message this process writes with a due time says when it will be
-    (:meth:`due`, once its transaction committed); and every ``reread`` seconds the courier
-    reads anyway, for what another instance queued or a crash left. Between those a tick of
-    the courier reads nothing: a burst that queues thousands of messages within their
-    recipients' windows is not read again every second."""
-
-    def __init__(self, reread: float):
-        self.reread = timedelta(seconds=max(0.0, reread))
-        self._next: datetime | None = None  # None: look at the next tick
-        self._told: datetime | None = None  # the earliest due time told since the last look
-
-    def due(self, at: datetime | None) -> None:
-        """A message this process wrote is due at ``at``."""
-        if at is None:
-            return
-        self._told = at if self._told is None else min(self._told, at)
-
-    def wanted(self, now: datetime) -> bool:
-        """Whether a tick at ``now`` should read."""
-        told = self._told is not None and self._told <= now
-        return self._next is None or now >= self._next or told
-
-    def looking(self) -> None:
-        """A read begins: what was committed before it is in it."""
-        self._told = None
-
-    def looked(self, now: datetime, earliest: datetime | None) -> None:
-        """A read at ``now`` found ``earliest`` as the first due time still to come (None:
-        nothing pending, or something due it did not deliver: look at the next tick)."""
-        if earliest is None:
-            self._next = None
-            return
-        soonest = min(earliest, now + self.reread)
-        self._next = soonest if self._told is None else min(soonest, self._told)
-
-
 class PostedOtherwise(Exception):
     """A subject's id was posted before with other content (see :meth:`set_subject`)."""
 
@@ -150,10 +110,9 @@ class NotificationsStore(BaseStore):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        cfg = notify_settings(self.config or {})
-        self.recent_recipients = Recent(cfg.cache_seconds)
-        self.recent_subjects = Recent(cfg.cache_seconds)
-        self.lookout = Lookout(cfg.reread_seconds)
+        ttl = notify_settings(self.config or {}).cache_seconds
+        self.recent_recipients = Recent(ttl)
+        self.recent_subjects = Recent(ttl)
 
     def on_start(self) -> None:
         self._migrate()
@@ -373,25 +332,12 @@ class NotificationsStore(BaseStore):
             absent.discard(message["_id"])
             new.add(message["_id"])
             tx.stage("messages", message["_id"], InsertOne(message))
-            self._due(tx, message.get("due_at"))
             return True
         body = {k: v for k, v in message.items() if k != "_id"}
         _settle(tx)
         result = self.db.messages.update_one({"_id": message["_id"]}, {"$setOnInsert": body},
                                              upsert=True, session=tx.session)
-        if result.upserted_id is None:
-            return False
-        self._due(tx, message.get("due_at"))
-        return True
-
-    def _due(self, tx: Tx | None, at: datetime | None) -> None:
-        """Tell the courier when a message written here is due, once it is committed."""
-        if at is None:
-            return
-        if tx is None:
-            self.lookout.due(at)
-        else:
-            tx.after_commit.append(lambda: self.lookout.due(at))
+        return result.upserted_id is not None
 
     def by_topic(self, tx: Tx, topic: str) -> list[dict[str, Any]]:
         _settle(tx)
@@ -404,10 +350,7 @@ class NotificationsStore(BaseStore):
         if expect_state is not None:
             query["state"] = {"$in": list(expect_state)} if isinstance(
                 expect_state, tuple | list) else expect_state
-        changed = self.db.messages.update_one(query, update, session=_s(tx)).modified_count
-        if changed:
-            self._due(tx, (update.get("$set") or {}).get("due_at"))
-        return changed == 1
+        return self.db.messages.update_one(query, update, session=_s(tx)).modified_count == 1
 
     def adopt_message(self, tx: Tx, message_id: str, update: dict[str, Any]) -> None:
         """Change a waiting message, still pending, as the transaction commits (with the
@@ -415,7 +358,6 @@ class NotificationsStore(BaseStore):
         tx.stage("messages", f"adopt:{message_id}",
                  UpdateOne({"_id": message_id, "state": {"$in": list(PENDING)}}, update))
         tx.shared.get("messages", {}).pop(message_id, None)
-        self._due(tx, (update.get("$set") or {}).get("due_at"))
 
     def messages_for_need(self, need_id: str) -> list[dict[str, Any]]:
         return list(self.db.messages.find({"need_id": need_id}).limit(1000))
@@ -452,29 +394,23 @@ class NotificationsStore(BaseStore):
                if m.get("recipient") and m.get("due_at") is not None and m["due_at"] <= now]
         return sorted(due, key=lambda m: m["due_at"])[:limit]
 
-    def due_mailboxes(self, now: datetime, limit: int = 500
-                      ) -> tuple[dict[str, list[str]], datetime | None]:
+    def due_mailboxes(self, now: datetime, limit: int = 500) -> dict[str, list[str]]:
         """The recipients with a message due by ``now``, the earliest due first (at most
         ``limit``), each with the ids of *all* its pending messages: whatever else is
-        pending goes in the same delivery; and the earliest due time after ``now`` of the
-        others (None if there is none). One read, as :meth:`due_messages`."""
+        pending goes in the same delivery. One read, as :meth:`due_messages`."""
         pending: dict[str, list[str]] = {}
         first_due: dict[str, datetime] = {}
-        later: datetime | None = None
         for m in self._pending_heads():
             recipient = m.get("recipient")
             if not recipient:
                 continue
             pending.setdefault(recipient, []).append(m["_id"])
             due = m.get("due_at")
-            if due is None:
-                continue
-            if due > now:
-                later = due if later is None else min(later, due)
-            elif recipient not in first_due or due < first_due[recipient]:
+            if due is not None and due <= now and (recipient not in first_due
+                                                   or due < first_due[recipient]):
                 first_due[recipient] = due
         ranked = sorted(first_due, key=first_due.__getitem__)[:limit]
-        return {r: pending[r] for r in ranked}, later
+        return {r: pending[r] for r in ranked}
 
     def _pending_heads(self) -> Any:
         return self.db.messages.find({"state": {"$in": list(PENDING)}},

@@ -422,32 +422,3 @@ def test_another_posting_under_a_need_id_is_refused_by_a_store_that_never_read_i
         fresh.client.close()
     now = store.db.subjects.find_one({"_id": f"need:{nid}"})
     assert now["recipient"] == told["recipient"] and now["posting"] == told["posting"]
-
-
-def test_the_courier_reads_the_pending_messages_only_when_one_may_be_due(config, commands):
-    """A tick reads the pending messages only when the last read saw one coming by now, or
-    this process queued one due by now since, or ``reread_seconds`` passed."""
-    config = {**config, "NOTIFICATIONS": {"window_seconds": 60, "reread_seconds": 3600}}
-    store = open_store(config, commands)
-    ctx = handlers.Context(store, notify_settings(config),
-                           reference.load(settings(config).reference_dir), contract.now())
-    courier = Courier(notify_settings(config), {})
-    courier.tick(store)  # the first tick reads: nothing is pending
-
-    def reads():
-        return [s for name, s in commands.on("messages") if name == "find"]
-
-    commands.clear()
-    courier.tick(store)
-    assert reads() == []
-    nid = uid("N")
-    handle(store, ctx, handlers.on_need_posted, posted(nid, phone()))
-    handle(store, ctx, handlers.on_need_fulfilled, fulfilled(nid))
-    [message] = store.messages_for_need(nid)
-    assert message["due_at"] > contract.now()  # at the end of the recipient's window
-    commands.clear()
-    courier.tick(store)
-    assert reads() == []  # queued, not due yet: nothing to read for
-    assert not store.lookout.wanted(message["due_at"] - timedelta(seconds=1))
-    assert store.lookout.wanted(message["due_at"] + timedelta(milliseconds=1))  # as kept
-    store.client.close()

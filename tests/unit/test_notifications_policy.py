@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 
 from services.notifications import policy
 from services.notifications.settings import notify_settings
-from services.notifications.store import Lookout
 
 TZ = "Asia/Shanghai"  # UTC+8, no daylight saving
 
@@ -97,32 +96,3 @@ def test_settings_from_the_config_block_with_defaults():
     assert cfg.smtp.port == 2525 and cfg.smtp.starttls is True and cfg.smtp.host == "127.0.0.1"
     assert cfg.sms.configured and not cfg.wechat.configured
     assert notify_settings({}).default_timezone == TZ
-
-
-def test_the_courier_reads_again_only_when_a_message_may_be_due():
-    t0 = datetime(2020, 2, 1, 8, 0, tzinfo=UTC)
-    s = timedelta(seconds=1)
-    look = Lookout(reread=15)
-    assert look.wanted(t0)  # nothing read yet
-    look.looking()
-    look.looked(t0, t0 + 40 * s)  # the first message to come is due in 40 s
-    assert not look.wanted(t0 + s) and not look.wanted(t0 + 14 * s)
-    assert look.wanted(t0 + 15 * s)  # read anyway: another instance may have queued one
-    look.looking()
-    look.looked(t0 + 15 * s, t0 + 40 * s)
-    # this process queues one due in 5 s: read then, not at 30 s
-    look.due(t0 + 20 * s)
-    assert not look.wanted(t0 + 19 * s) and look.wanted(t0 + 20 * s)
-
-
-def test_a_message_queued_while_the_courier_reads_is_not_forgotten():
-    t0 = datetime(2020, 2, 1, 8, 0, tzinfo=UTC)
-    s = timedelta(seconds=1)
-    look = Lookout(reread=15)
-    look.looking()  # a read begins; meanwhile a message due at once is committed
-    look.due(t0)
-    look.looked(t0, t0 + 60 * s)  # the read did not see it
-    assert look.wanted(t0 + s)
-    look.looking()
-    look.looked(t0 + s, None)  # something was due and delivered: look at the next tick
-    assert look.wanted(t0 + 2 * s)
