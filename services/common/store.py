@@ -66,6 +66,8 @@ _STAGED = "_staged"  # the key of a transaction's staged bulk writes in ``Tx.sha
 
 RECORD_EVENTS = 500
 """Envelopes per outbox record at most (a batch of 100 events emits two or three hundred)."""
+SWEEP_EVENTS = 1000
+"""Events a sweep publishes in one window, about (whole records; one at least)."""
 
 
 def outbox_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -313,7 +315,13 @@ class Relay:
         # stays small.
         pending = list(self.db.outbox.find({"created_at": {"$lt": cutoff}}).limit(100))
         pending.sort(key=lambda r: r["created_at"])  # in memory (see DESIGN.md)
-        return self.publish(pending)
+        window, events = [], 0  # about SWEEP_EVENTS at a time: one window the broker confirms
+        for record in pending:
+            if window and events + int(record.get("n", 1)) > SWEEP_EVENTS:
+                break
+            window.append(record)
+            events += int(record.get("n", 1))
+        return self.publish(window)
 
     def backlog(self) -> int:
         """Events written but not yet published (each record says how many it holds)."""

@@ -249,3 +249,22 @@ def test_a_record_an_earlier_version_left_in_the_outbox_is_published(space):
     got = eventually(lambda: space.get_messages(probe))
     assert json.loads(got[0][1])["event_id"] == env["event_id"]
     assert store.db.outbox.count_documents({}) == 0
+
+
+def test_a_backlog_of_records_is_swept_a_window_at_a_time(space):
+    """After an outage the outbox may hold many records of hundreds of events each: a sweep
+    publishes whole records, about a thousand events at a time, never all at once."""
+    store = make_store(space, source="backlog", outbox_grace_seconds=0)
+    probe = space.bind_probe("backlog.events", "need_posted")
+    at = contract.now()
+    for r in range(3):
+        events = [contract.build("need_posted", {**NEED, "need_id": f"B{r}-{i}"}, "backlog")
+                  for i in range(400)]
+        store.db.outbox.insert_one({"_id": f"r{r}", "envelopes": events, "n": 400,
+                                    "created_at": at})
+    assert store.relay.backlog() == 1200
+    assert store.relay.sweep() == 800  # two records: a third would pass a thousand
+    assert store.relay.backlog() == 400
+    assert store.relay.sweep() == 400
+    assert store.db.outbox.count_documents({}) == 0
+    eventually(lambda: space.queue_depth(probe) == 1200, what="every event published")
