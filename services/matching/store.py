@@ -47,8 +47,8 @@ class MatchingStore(BaseStore):
         "needs": [[("open_category", ASCENDING)],
                   [("open_category", ASCENDING), ("community_id", ASCENDING)],
                   [("open_category", ASCENDING), ("tier", ASCENDING)]],
-        # one document per lot: the authority for the conditional claim
-        "supply": [[("category", ASCENDING)]],
+        # one document per lot: the authority for the conditional claim (read by id only)
+        "supply": [],
         # one document per (category, warehouse) listing its live lots in the order they are
         # used (earliest expiry, then first received): a decision reads a few warehouses,
         # not every lot in them
@@ -61,6 +61,8 @@ class MatchingStore(BaseStore):
         # matching's view of volunteers, fed by the volunteers service's events
         "volunteers": [[("skills", ASCENDING)]],
     }
+    # supply by category: nothing queries it, and every claim rewrote its entry
+    retired_indexes = {"supply": ("category_1",)}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
