@@ -65,6 +65,9 @@ class WebhookSink(BaseHTTPRequestHandler):
     """``POST /<channel>``: keeps the body and the signature headers as a ``.json`` file."""
 
     folder: Path
+    # keep-alive, as a provider's gateway does: a connection per POST would cost the sender
+    # a connect for every delivery
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:  # noqa: N802 - the http.server API
         length = int(self.headers.get("Content-Length") or 0)
