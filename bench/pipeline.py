@@ -1006,8 +1006,7 @@ class Bench:
         db = self.client[f"{self.space.db_prefix}notifications"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not any(self._pending_message(coll, m) for coll in ("outgoing", "messages")
-                       for m in db[coll].find({})):
+            if not any(self._pending_message("messages", m) for m in db.messages.find({})):
                 return
             time.sleep(2)
         self.notes.append("some template messages were still pending; they were not copied")
@@ -1018,7 +1017,7 @@ class Bench:
             from services.notifications.store import PENDING
         except ImportError:
             PENDING = ("queued", "failed")  # noqa: N806
-        return coll == "outgoing" or (coll == "messages" and doc.get("state") in PENDING)
+        return coll == "messages" and doc.get("state") in PENDING
 
     def _add_copies(self, kind: str, n: int) -> None:
         if not self.templates:

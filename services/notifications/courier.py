@@ -1,7 +1,7 @@
 """The courier: delivers what the handlers queued, outside any event transaction.
 
-Every ``poll_seconds`` it finds the recipients with a message due (one read of
-``outgoing``, which holds only what is still to be sent) and takes them ``CHUNK`` at a
+Every ``poll_seconds`` it finds the recipients with a message due (one indexed equality on
+the state of messages: only what is still to be sent is read) and takes them ``CHUNK`` at a
 time; for each chunk, a few requests however many recipients it holds:
 
 1. **claims** their mailboxes together (``store.claim_mailboxes``: one conditional
@@ -16,10 +16,9 @@ time; for each chunk, a few requests however many recipients it holds:
    link to the full list; an email or WeChat message grouped by need, as much as fits:
    ``texts.compose_digest``). A message is due at the end of its recipient's window, so
    what arrives within a window leaves together;
-3. records every outcome and releases the mailboxes in one transaction (a few bulk
-   requests): sent; failed and due again after a back-off; or dead after ``max_attempts``
-   (at once when retrying cannot help), with the reason. A sent or dead message moves from
-   ``outgoing`` (what is still to be sent) to ``messages`` (see ``store``).
+3. records every outcome and releases the mailboxes in one transaction (two bulk requests;
+   a single message needs no transaction): sent; failed and due again after a back-off; or
+   dead after ``max_attempts`` (at once when retrying cannot help), with the reason.
    Outcomes are counted in ``/metrics`` and kept with each message
    (``GET /api/notifications``); no event is published for them, since nothing consumes
    one (an event nobody is bound for would only fill ``relief.unroutable``).
@@ -235,14 +234,14 @@ class Courier:
         """The outcomes of deliveries (``{recipient: (messages, attempt)}``, None for a
         mailbox to give back as it was), each message's and the mailboxes released.
 
-        All in one transaction (all or nothing: a delivery made again after a crash carries
-        the same messages and the same delivery id; a finished message moves from outgoing
-        to messages), the messages with the same outcome in one delivery written together
-        (``store.record_deliveries``: a few requests for the whole chunk). If the record
-        fails, the mailboxes are given back so that the deliveries are made again (same
-        delivery ids)."""
+        All in one transaction when it covers several messages (all or nothing: a delivery
+        made again after a crash carries the same messages and the same delivery id), the
+        messages with the same outcome in one delivery updated by one conditional op, every
+        op in one bulk request. A single message needs no transaction: its update is atomic
+        by itself, and the release follows it. If the record fails, the mailboxes are
+        given back so that the deliveries are made again (same delivery ids)."""
         now = contract.now()
-        updates: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+        updates: list[tuple[list[str], dict[str, Any]]] = []
         releases: dict[str, dict[str, Any] | None] = {}
         counted: list[tuple[str, str | None, int]] = []
         for recipient_id, outcome in outcomes.items():
@@ -250,13 +249,12 @@ class Courier:
             if outcome is None:
                 continue
             messages, (channel, out, error) = outcome
-            groups: dict[Any, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {}
+            groups: dict[Any, tuple[str, dict[str, Any], list[str]]] = {}
             for message in messages:
                 result, update, key = self._outcome(message, channel, out, error, now)
-                groups.setdefault(key, (result, update, []))[2].append(message)
-            updates.extend((group, update) for _, update, group in groups.values())
-            counted.extend((result, channel, len(group))
-                           for result, _, group in groups.values())
+                groups.setdefault(key, (result, update, []))[2].append(message["_id"])
+            updates.extend((ids, update) for _, update, ids in groups.values())
+            counted.extend((result, channel, len(ids)) for result, _, ids in groups.values())
             if error is None:
                 releases[recipient_id] = {"last_sent_at": now}
 
@@ -264,10 +262,10 @@ class Courier:
             store.record_deliveries(tx, updates, self.owner, releases)
 
         try:
-            if updates:
-                store.atomically(work)
-            else:  # nothing was ready: only the mailboxes go back
+            if sum(len(ids) for ids, _ in updates) <= 1:
                 work(None)
+            else:
+                store.atomically(work)
         except Exception:
             log.exception("could not record %d deliveries; they will be made again",
                           len(outcomes))

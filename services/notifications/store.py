@@ -8,17 +8,10 @@
   who a phone number is takes one ``_id`` read, not a search.
 * ``subjects``: what we know of a need, donation or volunteer: who to tell about it
   (a recipient id, or none when no contact was given) and a few figures for the texts.
-* ``outgoing`` and ``messages``: one message per (cause, recipient), in exactly one of them.
-  A pending message (queued, or failed and to be retried) is in ``outgoing``: a small
-  collection of what is still to be sent, with no index but a sparse one for offers'
-  topics, which the courier reads whole. A finished one (sent, dead with the reason,
-  skipped or cancelled) is in ``messages``, indexed for on-call's queries. A message moves
-  once, in one transaction, when it is finished (and back, if on-call retries a dead one):
-  inserted into the one, deleted from the other. On the local database updating a message
-  where it is indexed costs about what four inserts do (measured there: 2.3 ms to update
-  one with five indexes; 0.6 ms to insert it, 0.3 ms to delete it from a collection
-  without indexes), so a message is written where it is indexed once, finished.
-  A pending message carries ``due_at``.
+* ``messages``: one per (cause, recipient), with its state: queued, failed (will retry), sent,
+  dead (gave up, with the reason), skipped or cancelled (nothing to send).
+  A pending message carries ``due_at``; the courier finds pending messages by their state
+  (an indexed equality), never by a range over every message ever stored.
 * ``awaiting``: one record per subject whose messages wait for it to become known (an
   ``assignment_made`` that overtook its ``need_posted``), deleted when it does: the
   periodic sweep for messages whose recipient never became known reads only these.
@@ -100,12 +93,8 @@ class NotificationsStore(BaseStore):
         "recipients": [[("phone_key", ASCENDING)], [("areas", ASCENDING)],
                        [("organisations", ASCENDING)]],
         "subjects": [],
-        # what is still to be sent: read whole by the courier; offers find theirs by topic
-        "outgoing": [{"keys": [("topic", ASCENDING)],
-                      "options": {"sparse": True, "name": "topic_sparse"}}],
-        # finished messages, for on-call; a topic (an offer's) or a delivery id (once sent)
-        # are seldom: those indexes are sparse, and a message without the field costs them
-        # nothing
+        # a message has a topic (an offer's) or a delivery id (once sent) seldom: those
+        # indexes are sparse, and a message without the field costs them nothing
         "messages": [[("recipient", ASCENDING), ("state", ASCENDING)],
                      [("need_id", ASCENDING)], [("state", ASCENDING)],
                      {"keys": [("topic", ASCENDING)],
@@ -127,7 +116,6 @@ class NotificationsStore(BaseStore):
 
     def on_start(self) -> None:
         self._migrate()
-        self._move_pending()
 
     # -- a batch's reads, at once ---------------------------------------------------------
     def prefetch(self, tx: Tx, events: list[Any]) -> None:
@@ -157,20 +145,14 @@ class NotificationsStore(BaseStore):
                                                 session=tx.session):
                 records[record["_id"]] = record
                 waiting.extend(record.get("messages") or [])
-            if waiting:  # pending: in outgoing (one given up meanwhile is read if asked)
+            if waiting:
                 read = tx.shared.setdefault("messages", {})
-                for doc in self.db.outgoing.find({"_id": {"$in": waiting}},
+                for doc in self.db.messages.find({"_id": {"$in": waiting}},
                                                  session=tx.session):
                     read[doc["_id"]] = doc
         if messages:
-            # outgoing first: a message moves from there to messages, never the other way
-            # by itself, so one that moves between the two reads is found by the first
-            found = {d["_id"] for d in self.db.outgoing.find(
+            found = {d["_id"] for d in self.db.messages.find(
                 {"_id": {"$in": messages}}, {"_id": 1}, session=tx.session)}
-            rest = [m for m in messages if m not in found]
-            if rest:
-                found |= {d["_id"] for d in self.db.messages.find(
-                    {"_id": {"$in": rest}}, {"_id": 1}, session=tx.session)}
             tx.shared.setdefault("absent_messages", set()).update(set(messages) - found)
         contacts = [c for c in contacts if self.recent_recipients.get(c) is None]
         if contacts:
@@ -330,96 +312,55 @@ class NotificationsStore(BaseStore):
 
     # -- messages -----------------------------------------------------------------------
     def message(self, message_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
-        """A message, pending or finished (outgoing is read first: see :meth:`prefetch`)."""
         read = tx.shared.get("messages", {}) if tx is not None else {}
         if message_id in read:  # as the batch read it: nothing wrote it since
             return dict(read[message_id])
         _settle(tx)
-        return (self.db.outgoing.find_one({"_id": message_id}, session=_s(tx))
-                or self.db.messages.find_one({"_id": message_id}, session=_s(tx)))
+        return self.db.messages.find_one({"_id": message_id}, session=_s(tx))
 
     def add_message(self, tx: Tx, message: dict[str, Any]) -> bool:
         """At most one message per (cause, recipient): the id says which. True when the
-        message is new. A pending message goes to outgoing, a finished one (dead at once)
-        to messages. In a batch whose read found no message with this id
+        message is new. In a batch whose read found no message with this id
         (:meth:`prefetch`), it is inserted with the batch's other new messages as it
-        commits; else the other collection is looked at and one upsert inserts it only when
-        the id is new (a duplicate key error would abort the transaction)."""
+        commits; else one upsert that inserts only when the id is new (a duplicate key
+        error would abort the transaction)."""
         new = tx.shared.setdefault("new_messages", set())
         if message["_id"] in new:
             return False
-        home, other = (("outgoing", "messages") if message.get("state") in PENDING
-                       else ("messages", "outgoing"))
         absent = tx.shared.get("absent_messages", set())
         if message["_id"] in absent:
             absent.discard(message["_id"])
             new.add(message["_id"])
-            tx.stage(home, message["_id"], InsertOne(message))
+            tx.stage("messages", message["_id"], InsertOne(message))
             return True
-        _settle(tx)
-        if self.db[other].find_one({"_id": message["_id"]}, {"_id": 1}, session=tx.session):
-            return False
         body = {k: v for k, v in message.items() if k != "_id"}
-        result = self.db[home].update_one({"_id": message["_id"]}, {"$setOnInsert": body},
-                                          upsert=True, session=tx.session)
+        _settle(tx)
+        result = self.db.messages.update_one({"_id": message["_id"]}, {"$setOnInsert": body},
+                                             upsert=True, session=tx.session)
         return result.upserted_id is not None
 
     def by_topic(self, tx: Tx, topic: str) -> list[dict[str, Any]]:
         _settle(tx)
-        return [*self.db.outgoing.find({"topic": topic}, session=tx.session),
-                *self.db.messages.find({"topic": topic}, session=tx.session)]
+        return list(self.db.messages.find({"topic": topic}, session=tx.session))
 
     def update_message(self, tx: Tx | None, message_id: str, update: dict[str, Any],
                        expect_state: Any = None) -> bool:
-        """Change a message (``$set``, ``$unset``, ``$inc``) if it is in ``expect_state``
-        (a state, or a tuple of them; None: whatever its state). True when it changed. One
-        that stays pending, or stays finished, is updated where it is, conditionally; one
-        that becomes finished moves to messages (and one queued again, back to outgoing),
-        in the transaction: ``tx``, or one of its own."""
-        if tx is None:
-            return self.atomically(
-                lambda t: self.update_message(t, message_id, update, expect_state))
-        states = (None if expect_state is None else tuple(expect_state)
-                  if isinstance(expect_state, tuple | list) else (expect_state,))
-        doc = self.message(message_id, tx)
-        if doc is None or (states is not None and doc.get("state") not in states):
-            return False
-        here = "outgoing" if doc.get("state") in PENDING else "messages"
-        changed = changed_by(doc, update)
-        there = "outgoing" if changed.get("state") in PENDING else "messages"
-        if here == there:
-            query: dict[str, Any] = {"_id": message_id}
-            if states is not None:
-                query["state"] = {"$in": list(states)}
-            return self.db[here].update_one(query, update,
-                                            session=tx.session).modified_count == 1
-        # the read was in this transaction: a change by another one since makes the delete
-        # conflict, and the transaction is tried again
-        self.db[there].insert_one(changed, session=tx.session)
-        self.db[here].delete_one({"_id": message_id}, session=tx.session)
-        return True
+        _settle(tx)
+        query: dict[str, Any] = {"_id": message_id}
+        if expect_state is not None:
+            query["state"] = {"$in": list(expect_state)} if isinstance(
+                expect_state, tuple | list) else expect_state
+        return self.db.messages.update_one(query, update, session=_s(tx)).modified_count == 1
 
     def adopt_message(self, tx: Tx, message_id: str, update: dict[str, Any]) -> None:
         """Change a waiting message, still pending, as the transaction commits (with the
-        batch's other writes of messages): in outgoing, or moved to messages when the
-        change finishes it (nobody to tell)."""
-        doc = self.message(message_id, tx)
-        if doc is None or doc.get("state") not in PENDING:
-            return
-        changed = changed_by(doc, update)
-        if changed.get("state") in PENDING:
-            tx.stage("outgoing", f"adopt:{message_id}",
-                     UpdateOne({"_id": message_id, "state": {"$in": list(PENDING)}}, update))
-        else:
-            tx.stage("messages", f"adopt:{message_id}", InsertOne(changed))
-            tx.stage("outgoing", f"adopt:{message_id}", DeleteOne({"_id": message_id}))
+        batch's other writes of messages)."""
+        tx.stage("messages", f"adopt:{message_id}",
+                 UpdateOne({"_id": message_id, "state": {"$in": list(PENDING)}}, update))
         tx.shared.get("messages", {}).pop(message_id, None)
 
     def messages_for_need(self, need_id: str) -> list[dict[str, Any]]:
-        """A need's messages: the pending ones (outgoing holds only those, read without an
-        index) and the finished ones (an indexed equality)."""
-        return [*self.db.outgoing.find({"need_id": need_id}).limit(1000),
-                *self.db.messages.find({"need_id": need_id}).limit(1000)]
+        return list(self.db.messages.find({"need_id": need_id}).limit(1000))
 
     def messages_of_delivery(self, delivery_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         """The messages that went out together in one delivery (an indexed equality)."""
@@ -434,12 +375,7 @@ class NotificationsStore(BaseStore):
             query["recipient"] = recipient
         if need_id:
             query["need_id"] = need_id
-        found: list[dict[str, Any]] = []
-        if not state or state in PENDING:
-            found.extend(self.db.outgoing.find(query).limit(limit))
-        if (not state or state not in PENDING) and len(found) < limit:
-            found.extend(self.db.messages.find(query).limit(limit - len(found)))
-        return found
+        return list(self.db.messages.find(query).limit(limit))
 
     def undeliverable(self, template: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Dead messages of ``template`` that had nobody to go to (a group with no members).
@@ -450,9 +386,10 @@ class NotificationsStore(BaseStore):
         return [m for m in found if m.get("recipient") is None and m.get("group")]
 
     def due_messages(self, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        """Pending messages with a recipient, due by ``now``, earliest first: outgoing read
-        whole (it holds only what is still to be sent, however many messages were sent
-        before) and ranked in memory (no sort or range on the server, see DESIGN.md)."""
+        """Pending messages with a recipient, due by ``now``, earliest first. Found by their
+        state (an indexed equality: only what is still to be sent is read, however many
+        messages were sent before) and ranked in memory (no sort or range on the server,
+        see DESIGN.md)."""
         due = [m for m in self._pending_heads()
                if m.get("recipient") and m.get("due_at") is not None and m["due_at"] <= now]
         return sorted(due, key=lambda m: m["due_at"])[:limit]
@@ -476,8 +413,8 @@ class NotificationsStore(BaseStore):
         return {r: pending[r] for r in ranked}
 
     def _pending_heads(self) -> Any:
-        # outgoing holds only what is pending: read whole, whatever was sent before
-        return self.db.outgoing.find({}, {"recipient": 1, "due_at": 1})
+        return self.db.messages.find({"state": {"$in": list(PENDING)}},
+                                     {"recipient": 1, "due_at": 1})
 
     # -- messages waiting for their subject ---------------------------------------------
     def await_subject(self, tx: Tx, subject_key: str, message_id: str,
@@ -583,7 +520,7 @@ class NotificationsStore(BaseStore):
         """Those of ``message_ids`` still pending, read afresh by id (one request)."""
         if not message_ids:
             return []
-        return [m for m in self.db.outgoing.find({"_id": {"$in": list(message_ids)}})
+        return [m for m in self.db.messages.find({"_id": {"$in": list(message_ids)}})
                 if m.get("state") in PENDING]
 
     def recipients_of(self, recipient_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -598,63 +535,25 @@ class NotificationsStore(BaseStore):
                 {"_id": {"$in": managing}})})
         return found
 
-    def record_deliveries(self, tx: Tx | None,
-                          outcomes: list[tuple[list[dict[str, Any]], dict[str, Any]]],
+    def record_deliveries(self, tx: Tx | None, updates: list[tuple[list[str], dict[str, Any]]],
                           owner: str, releases: dict[str, dict[str, Any] | None]) -> None:
-        """The outcomes of deliveries: each ``(messages as read, update)`` applied to those
-        of the messages still pending, then the mailboxes released. Which are still pending
-        is read by id (one request); a finished one (sent, dead) moves to messages, all of
-        them with one insert and one delete; one to be retried is updated in outgoing (one
-        request for all). Several messages need ``tx``: the moves are all or nothing."""
+        """The outcomes of deliveries: each ``(message ids, update)`` applied to those of
+        the messages still pending (found by id: a filter that also names the recipient
+        makes the local database scan every message), in one request; then the mailboxes
+        released, in another."""
         _settle(tx)
-        ids = [m["_id"] for messages, _ in outcomes for m in messages]
-        still = {d["_id"] for d in self.db.outgoing.find(
-            {"_id": {"$in": ids}}, {"_id": 1}, session=_s(tx))} if ids else set()
-        finished: list[dict[str, Any]] = []
-        retries: list[Any] = []
-        for messages, update in outcomes:
-            messages = [m for m in messages if m["_id"] in still]
-            changed = [changed_by(m, update) for m in messages]
-            if changed and changed[0].get("state") in PENDING:
-                query = {"_id": {"$in": [m["_id"] for m in messages]},
-                         "state": {"$in": list(PENDING)}}
-                retries.append(UpdateMany(query, update))
-            else:
-                finished.extend(changed)
-        if finished:
-            self.db.messages.insert_many(finished, ordered=False, session=_s(tx))
-            self.db.outgoing.delete_many({"_id": {"$in": [m["_id"] for m in finished]}},
-                                         session=_s(tx))
-        if retries:
-            self.db.outgoing.bulk_write(retries, ordered=False, session=_s(tx))
+        ops: list[Any] = []
+        for ids, update in updates:
+            if len(ids) == 1:
+                ops.append(UpdateOne({"_id": ids[0], "state": {"$in": list(PENDING)}}, update))
+            elif ids:
+                ops.append(UpdateMany({"_id": {"$in": list(ids)},
+                                       "state": {"$in": list(PENDING)}}, update))
+        if ops:
+            self.db.messages.bulk_write(ops, ordered=False, session=_s(tx))
         self.release_mailboxes(tx, owner, releases)
 
     # -- older documents ----------------------------------------------------------------
-    def _move_pending(self, chunk: int = 500) -> int:
-        """At every start: pending messages an earlier version kept in messages move to
-        outgoing (found by their state, an indexed equality; none after the first start).
-        Each chunk moves in one transaction; returns how many moved."""
-        moved = 0
-        while True:
-            docs = list(self.db.messages.find({"state": {"$in": list(PENDING)}}).limit(chunk))
-            if not docs:
-                break
-
-            def move(tx: Tx, docs: list[dict[str, Any]] = docs) -> None:
-                ids = [d["_id"] for d in docs]
-                there = {d["_id"] for d in self.db.outgoing.find(
-                    {"_id": {"$in": ids}}, {"_id": 1}, session=tx.session)}
-                if len(there) < len(docs):
-                    self.db.outgoing.insert_many([d for d in docs if d["_id"] not in there],
-                                                 ordered=False, session=tx.session)
-                self.db.messages.delete_many({"_id": {"$in": ids}}, session=tx.session)
-
-            self.atomically(move)
-            moved += len(docs)
-        if moved:
-            log.info("%d pending message(s) moved to outgoing", moved)
-        return moved
-
     def _migrate(self) -> None:
         """Once per database: messages that waited for their subject before ``awaiting``
         records existed get one, and contacts get their ``managed_by`` pointer (indexes
@@ -701,26 +600,6 @@ def _settle(tx: Tx | None) -> None:
     forget the messages the batch read (what is written next may change them)."""
     if tx is None:
         return
-    for name in ("outgoing", "messages"):
-        if tx.staged(name):
-            tx.write_staged(name)
+    if tx.staged("messages"):
+        tx.write_staged("messages")
     tx.shared.pop("messages", None)
-
-
-def changed_by(doc: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` as ``update`` (``$set``, ``$unset``, ``$inc`` of top-level fields) leaves
-    it: what a message moving between outgoing and messages is written as."""
-    changed = dict(doc)
-    for op, fields in update.items():
-        for name, value in fields.items():
-            if "." in name or name == "_id":
-                raise ValueError(f"a message update names {name!r}: top-level fields only")
-            if op == "$set":
-                changed[name] = value
-            elif op == "$unset":
-                changed.pop(name, None)
-            elif op == "$inc":
-                changed[name] = changed.get(name, 0) + value
-            else:
-                raise ValueError(f"a message update with {op}: $set, $unset and $inc only")
-    return changed

@@ -334,7 +334,7 @@ def test_quiet_hours_hold_a_normal_message_and_let_a_critical_one_through(
     assert len(mails) == 1 and critical in mails[0]["subject"]
     held = rpc(service, "messages_for_need", normal)[0]
     assert held["state"] == "queued"
-    due = space.db("notifications").outgoing.find_one({"_id": held["notification_id"]})
+    due = space.db("notifications").messages.find_one({"_id": held["notification_id"]})
     assert due["due_at"] > datetime.now(UTC) + timedelta(minutes=100)  # when quiet ends
     eventually(lambda: True, timeout=2 * WINDOW)  # a window later: still held
     assert rpc(service, "messages_for_need", normal)[0]["state"] == "queued"
