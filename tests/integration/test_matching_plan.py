@@ -88,12 +88,3 @@ def test_the_needs_that_can_reach_a_warehouse_are_read_without_the_rest(infra):
 
     assert not any(nid.startswith("other-") for nid in read(["QY-S01-C01", "QY-S02-C01"]))
 
-
-def test_an_index_nothing_queries_is_dropped_at_start(infra):
-    """Every claim of stock rewrites each index of its lot: an earlier version's index of
-    lots by category, which nothing reads, is dropped when matching starts."""
-    space = infra.new_space("retired")
-    first = make_store(space, cls=MatchingStore, source="matching")
-    first.db.supply.create_index("category")  # as the earlier version made it
-    again = make_store(space, cls=MatchingStore, source="matching")
-    assert sorted(again.db.supply.index_information()) == ["_id_"]

@@ -8,6 +8,7 @@ import pytest
 from pymongo import InsertOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.monitoring import CommandListener
 
+from services.accounting.store import AccountingStore
 from services.common import contract
 from services.common.config import settings
 from services.common.store import DUPLICATE, BaseStore, Relay
@@ -268,3 +269,20 @@ def test_a_backlog_of_records_is_swept_a_window_at_a_time(space):
     assert store.relay.sweep() == 400
     assert store.db.outbox.count_documents({}) == 0
     eventually(lambda: space.queue_depth(probe) == 1200, what="every event published")
+
+
+@pytest.mark.parametrize("cls, source, collection, fields", [
+    (MatchingStore, "matching", "supply", ["category"]),
+    (AccountingStore, "accounting", "ledger", ["category", "kind"]),
+])
+def test_indexes_nothing_queries_are_dropped_at_start(infra, cls, source, collection, fields):
+    """Every write of a document rewrites each index of its collection: an earlier
+    version's indexes that nothing reads (lots by category, whose entry each claim of stock
+    rewrote; ledger entries by category and kind) are dropped when the service starts."""
+    space = infra.new_space(f"retired-{source}")
+    first = make_store(space, cls=cls, source=source)
+    for field in fields:  # as the earlier version made them
+        first.db[collection].create_index(field)
+    assert len(first.db[collection].index_information()) == 1 + len(fields)
+    again = make_store(space, cls=cls, source=source)
+    assert sorted(again.db[collection].index_information()) == ["_id_"]
