@@ -87,4 +87,3 @@ def test_the_needs_that_can_reach_a_warehouse_are_read_without_the_rest(infra):
         return store.atomically(work)
 
     assert not any(nid.startswith("other-") for nid in read(["QY-S01-C01", "QY-S02-C01"]))
-
