@@ -275,6 +275,10 @@ class NeedFulfilled(DataSchema):
     programme = fields.String(validate=validate.Length(max=200))
     beneficiaries = _count()
     volunteer_id = _id()
+    # a goods need: the assignment that met it, whose ``assignment_made`` carries the need's
+    # totals (``need_assigned`` = ``need_quantity``); what was told of that assignment told
+    # that the need is fully met
+    completed_by = _id()
 
 
 class NeedEscalated(DataSchema):

@@ -266,6 +266,7 @@ def _record(u: Unit, need_doc: dict[str, Any], allocations: list[engine.Allocati
             "category": need_doc["category"],
             "quantity": need_doc["quantity"],
             "unit": need_doc["unit"],
+            "completed_by": records[-1]["assignment_id"],
         }, event_id=contract.derived_id("need_fulfilled", need_doc["_id"]))
 
 

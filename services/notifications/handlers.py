@@ -234,7 +234,11 @@ def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
     params = {"need_id": d["need_id"], "quantity": d["quantity"], "unit": d["unit"],
               "category": d["category"], "location_id": d["location_id"],
               "assigned": assigned if needed is not None else None, "needed": needed,
-              "partial": bool(needed is not None and assigned + EPSILON < needed)}
+              "partial": bool(needed is not None and assigned + EPSILON < needed),
+              # matching said the need's totals: this assignment met it (need_fulfilled
+              # then tells nothing more)
+              "complete": bool(needed is not None and not counted
+                               and assigned + EPSILON >= needed)}
     notice = Notice(event, "assignment_made", TOLD_CAUSE[event.type](event), params,
                     urgency=need.get("urgency"), need_id=d["need_id"])
     if not tell_subject(ctx, tx, notice, subject_key, subject=need) and counted:
@@ -244,6 +248,10 @@ def on_assignment_made(ctx: Context, tx: Tx, event: Event) -> None:
 
 def on_need_fulfilled(ctx: Context, tx: Tx, event: Event) -> None:
     d = event.data
+    if d.get("completed_by"):
+        # a goods need met by an assignment that carried its totals: that assignment's
+        # message said the need is fully met, and the poster is not told twice
+        return
     params = {k: d[k] for k in ("need_id", "quantity", "unit", "category")}
     tell_subject(ctx, tx, Notice(event, "need_fulfilled", TOLD_CAUSE[event.type](event),
                                  params, need_id=d["need_id"]), TOLD_ABOUT[event.type](d))

@@ -232,6 +232,8 @@ def _need_state(updates: list[Update]) -> str:
         if kind in kinds:
             return state
     last = [u for u in updates if u.kind == "assignment_made"][-1]
+    if last.params.get("complete"):
+        return "fulfilled"
     return "partial" if last.params.get("partial") else "matched"
 
 

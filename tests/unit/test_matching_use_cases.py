@@ -52,7 +52,10 @@ def test_a_need_with_stock_in_its_community_is_met_and_the_rest_stays():
     [made] = store.emitted("assignment_made")
     assert (made["need_id"], made["lot_id"], made["quantity"], made["tier_distance"],
             made["value_yuan"]) == ("N1", "L1", 60, 0, 300.0)
-    assert [f["need_id"] for f in store.emitted("need_fulfilled")] == ["N1"]
+    # the assignment that met the need is named: its message told the poster so
+    assert [(f["need_id"], f["completed_by"]) for f in store.emitted("need_fulfilled")] == [
+        ("N1", made["assignment_id"])]
+    assert (made["need_assigned"], made["need_quantity"]) == (60, 60)
     # the warehouse's bin follows the lot
     assert [(e["_id"], e["available"]) for e in store.bins.get(f"masks|{HOME}")["lots"]] == [
         ("L1", 40_000)]

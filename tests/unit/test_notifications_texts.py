@@ -266,6 +266,25 @@ def test_counts_by_kind_read_as_the_coalition_writes_them():
     assert "Need N-P-0 (protective masks): partly met" in en.body
 
 
+def test_a_need_met_by_the_assignment_that_says_so_counts_as_fully_met():
+    # matching's assignments carry the need's totals: the one that meets the need says so,
+    # and no need_fulfilled message follows it
+    c = courier()
+    met = [{"_id": f"m-{i:03d}", "template": "assignment_made", "priority": "normal",
+            "created_at": WINDOW, "params": {**PARAMS["assignment_made"], "need_id": f"N-{i}",
+                                             "assigned": 100.0, "partial": False,
+                                             "complete": True}} for i in range(3)]
+    started = {**met[0], "_id": "m-s", "params": {**PARAMS["assignment_made"],
+                                                  "need_id": "N-S", "complete": False}}
+    out = c.compose(REF, "contact:x", {"phone": RESIDENT_PHONE, "language": "en"},
+                    [*met, started], RESIDENT_PHONE, "sms")
+    assert "4 updates: 3 needs fully met, 1 more partly met." in out.short
+    one = texts.render("assignment_made", "en", met[0]["params"], REF)
+    assert one.subject == "Need N-0 fully met" and "fully met" in one.line
+    partly = texts.render("assignment_made", "en", started["params"], REF)
+    assert "fully met" not in partly.subject + partly.line + partly.body
+
+
 def test_sms_segments_are_counted_per_alphabet():
     seg = channels.sms_segments
     assert [seg("a" * 160), seg("a" * 161), seg("a" * 306), seg("a" * 307)] == [1, 2, 2, 3]

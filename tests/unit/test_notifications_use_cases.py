@@ -148,10 +148,17 @@ def test_an_assignment_saying_how_far_its_need_is_is_told_without_counting(store
            assignment("N1#2", quantity=60, need_quantity=100, need_assigned=100))
 
     made = store.messages_of("assignment_made")
-    assert [(m["params"]["assigned"], m["params"]["needed"], m["params"]["partial"])
-            for m in made] == [(40, 100, True), (100, 100, False)]
+    assert [(m["params"]["assigned"], m["params"]["needed"], m["params"]["partial"],
+             m["params"]["complete"]) for m in made] == [(40, 100, True, False),
+                                                         (100, 100, False, True)]
     assert {m["recipient"] for m in made} == {POSTER}
     assert store.subjects.get("need:N1") == before  # nothing counted on the subject
+    # the assignment that met the need says so; its need_fulfilled tells nothing more
+    assert "已全部满足" in made[1]["subject"] and "已全部满足" not in made[0]["subject"]
+    handle(store, handlers.on_need_fulfilled, event("need_fulfilled", {
+        "need_id": "N1", "community_id": HOME, "category": "masks", "quantity": 100,
+        "unit": "piece", "completed_by": "N1#2"}))
+    assert store.messages_of("need_fulfilled") == []
 
 
 def test_an_assignment_saying_how_far_overtakes_its_need_and_waits(store):
