@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from nameko.rpc import rpc
@@ -20,6 +21,10 @@ from services.common.handler import on_event
 from services.common.metrics import ServiceEndpoints
 from services.common.store import StoreProvider
 
+# every entry's id is derived from its cause and written only if absent
+# (``AccountingStore.append``): an event handled again adds nothing, with no processed marker
+ledger_event = partial(on_event, batch=True, keyed_by_cause=True)
+
 
 class AccountingService(ServiceEndpoints):
     name = "accounting"
@@ -27,9 +32,7 @@ class AccountingService(ServiceEndpoints):
     # the ledger is read by people, not by the next step
     batch_linger_seconds = 0.2
 
-    # every entry's id is derived from its cause and written only if absent
-    # (``AccountingStore.append``): an event handled again adds nothing, with no marker
-    store: AccountingStore = StoreProvider(AccountingStore, emits=False, markers=False)
+    store: AccountingStore = StoreProvider(AccountingStore, emits=False)
     reference = ReferenceProvider()
 
     def _append(self, event: Event, make: Callable[..., dict]) -> None:
@@ -37,7 +40,7 @@ class AccountingService(ServiceEndpoints):
         self.store.atomically(lambda tx: self.store.append(tx, entry),
                               event=event)  # marked as this worker's consumer
 
-    @on_event("donations", "donation_received", batch=True)
+    @ledger_event("donations", "donation_received")
     def on_donation_received(self, event: Event) -> None:
         # a lot made by a transfer is a movement between warehouses, not goods in
         entry = (reports.transferred_in_entry if event.data.get("transfer_of")
@@ -45,22 +48,22 @@ class AccountingService(ServiceEndpoints):
         self._append(event, lambda e: entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
-    @on_event("donations", "pledge_made", batch=True)
+    @ledger_event("donations", "pledge_made")
     def on_pledge_made(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.pledge_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "status_reported", batch=True)
+    @ledger_event("volunteers", "status_reported")
     def on_status_reported(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.status_report_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("matching", "assignment_made", batch=True)
+    @ledger_event("matching", "assignment_made")
     def on_assignment_made(self, event: Event) -> None:
         self._append(event, lambda e: reports.allocated_entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
-    @on_event("donations", "stock_changed", batch=True)
+    @ledger_event("donations", "stock_changed")
     def on_stock_changed(self, event: Event) -> None:
         # allocations are booked from assignment_made; write-offs and transfers out are new
         entry = {"written_off": reports.written_off_entry,
@@ -70,39 +73,39 @@ class AccountingService(ServiceEndpoints):
         self._append(event, lambda e: entry(
             self.reference, e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "hours_approved", batch=True)
+    @ledger_event("volunteers", "hours_approved")
     def on_hours_approved(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.hours_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "hours_rejected", batch=True)
+    @ledger_event("volunteers", "hours_rejected")
     def on_hours_rejected(self, event: Event) -> None:
         # kept for the audit trail; no figure ever counts a rejected hour
         self._append(event,
                      lambda e: reports.rejected_hours_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "volunteer_registered", batch=True)
+    @ledger_event("volunteers", "volunteer_registered")
     def on_volunteer_registered(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.volunteer_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "organisation_registered", batch=True)
+    @ledger_event("volunteers", "organisation_registered")
     def on_organisation_registered(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.organisation_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "training_held", batch=True)
+    @ledger_event("volunteers", "training_held")
     def on_training_held(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.training_entry(e.data, e.occurred_at, e.event_id))
 
-    @on_event("volunteers", "service_delivered", batch=True)
+    @ledger_event("volunteers", "service_delivered")
     def on_service_delivered(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.service_delivery_entry(e.data, e.occurred_at,
                                                               e.event_id))
 
-    @on_event("matching", "need_fulfilled", batch=True)
+    @ledger_event("matching", "need_fulfilled")
     def on_need_fulfilled(self, event: Event) -> None:
         # only a service need served counts here (goods are counted from their allocations)
         entry = reports.served_need_entry(self.reference, event.data, event.occurred_at,
@@ -111,7 +114,7 @@ class AccountingService(ServiceEndpoints):
             return
         self._append(event, lambda e: entry)
 
-    @on_event("volunteers", "programme_recorded", batch=True)
+    @ledger_event("volunteers", "programme_recorded")
     def on_programme_recorded(self, event: Event) -> None:
         self._append(event,
                      lambda e: reports.programme_entry(e.data, e.occurred_at, e.event_id))

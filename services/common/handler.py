@@ -203,9 +203,8 @@ class Batcher:
                   items: list[tuple[ReliableConsumer, Any, contract.Event]]) -> None:
         started = time.monotonic()
         batch = Batch(store)
-        if store.markers:
-            batch.mark([(f"{provider.consumer_key}:{event.event_id}", event)
-                        for provider, _, event in items if provider.consumer_key])
+        batch.mark([(f"{provider.consumer_key}:{event.event_id}", event)
+                    for provider, _, event in items if provider.consumer_key])
         try:
             batch.prefetch([event for _, _, event in items])
             for provider, _, event in items:

@@ -7,7 +7,9 @@ and nowhere else) and the service declares ``store = StoreProvider(ItsStore)``.
 together with
 
 * the **processed marker** of the event being handled (so a redelivered event changes nothing:
-  the second run finds the marker and returns :data:`DUPLICATE`), and
+  the second run finds the marker and returns :data:`DUPLICATE`) — unless its consumer is
+  declared ``keyed_by_cause`` (``handler.py``): then its writes are what makes the second
+  run change nothing, and no marker is written — and
 * the **outbox** records of every event ``tx.emit`` produced.
 
 A transaction's events are one outbox **record** (a document holding up to
@@ -452,8 +454,6 @@ class BaseStore:
         #: the processed-marker key of the event consumer whose worker holds this view
         #: (its entrypoint's name): ``atomically(work, event=...)`` needs no other
         self.consumer: str | None = None
-        #: whether handling an event writes its processed marker (see ``StoreProvider``)
-        self.markers = True
 
     def in_batch(self, batch: Batch) -> BaseStore:
         """This store as a batch's worker sees it: the same collections and caches, and
@@ -542,7 +542,7 @@ class BaseStore:
         """
         consumer = consumer or self.consumer
         key = (f"{consumer}:{event.event_id}"
-               if event is not None and consumer and self.markers else None)
+               if event is not None and consumer else None)
         if self.batch is not None:
             return self.batch.join(work, key, event)
         last: list[Any] = []  # the records and the Tx of the attempt that committed
@@ -585,18 +585,11 @@ class StoreProvider(DependencyProvider):
     and its sweeper. Errors at start stop the service (the supervisor restarts it); errors
     later never escape into the container."""
 
-    def __init__(self, store_class: type[BaseStore], emits: bool = True,
-                 markers: bool = True):
-        """``emits=False``: the service publishes no events (no outbox, no relay).
-        ``markers=False``: no processed markers, for a service whose every write is keyed by
-        the cause of its event and made only if absent (so handling an event again, or the
-        same cause under a new event id, changes nothing by itself): a marker would cost a
-        write per event and guard nothing. Such a service must emit nothing."""
-        if not markers and emits:
-            raise ValueError("a service that emits events needs processed markers")
+    def __init__(self, store_class: type[BaseStore], emits: bool = True):
+        """``emits=False``: the service publishes no events (no outbox, no relay). Which
+        consumers write processed markers is each consumer's to say (``keyed_by_cause``)."""
         self.store_class = store_class
         self.emits = emits
-        self.markers = markers
         self.store: BaseStore | None = None
         self.client: MongoClient | None = None
         self._running = False
@@ -617,7 +610,6 @@ class StoreProvider(DependencyProvider):
         db = self.client[cfg.db_prefix + source]
         relay = Relay(config["AMQP_URI"], db, source, cfg) if self.emits else None
         self.store = self.store_class(self.client, db, source, relay, cfg, config)
-        self.store.markers = self.markers
 
     def start(self) -> None:
         assert self.store is not None

@@ -359,6 +359,8 @@ def public_donor(donor: dict[str, Any]) -> dict[str, Any]:
 
 def allocate(u: Unit, data: dict[str, Any]) -> None:
     store, tx = u.store, u.tx
+    if store.recorded(tx, data["assignment_id"]):
+        return  # this assignment was taken from its lot already (handled again)
     milli = units.to_milli(data["lot_quantity"], data["lot_unit"])
     lot = store.take(tx, data["lot_id"], milli, fen=money.to_fen(data["value_yuan"]))
     store.record_movement(tx, {

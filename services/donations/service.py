@@ -48,7 +48,9 @@ class DonationsService(ServiceEndpoints):
         self._context().atomically(lambda u: handlers.receive(u, event),
                                    event=event)
 
-    @on_event("matching", "assignment_made", batch=True)
+    # an allocation is taken once per assignment: its movement (keyed by the assignment)
+    # is looked for first, so the same assignment again changes nothing, with no marker
+    @on_event("matching", "assignment_made", batch=True, keyed_by_cause=True)
     def on_assignment_made(self, event: Event) -> None:
         self._context().atomically(lambda u: handlers.allocate(u, event.data),
                                    event=event)

@@ -96,17 +96,35 @@ class DonationsStore(BaseStore):
         return held[lot_id]
 
     def prefetch(self, tx: Tx, events: list[Any]) -> None:
-        """The lots a batch's allocations take from, in one read."""
-        wanted = {e.data["lot_id"] for e in events if e.type == "assignment_made"}
+        """The lots a batch's allocations take from, and which of them were recorded
+        already (their movements), in one read each."""
+        made = [e.data for e in events if e.type == "assignment_made"]
+        wanted = {d["lot_id"] for d in made}
         held = tx.shared.setdefault("lots", {})
         wanted -= held.keys()
         if wanted:
             for doc in self.db.lots.find({"_id": {"$in": sorted(wanted)}}, session=tx.session):
                 held[doc["_id"]] = doc
+        if made:
+            ids = sorted({d["assignment_id"] for d in made})
+            taken = {doc["_id"] for doc in self.db.movements.find(
+                {"_id": {"$in": ids}}, {"_id": 1}, session=tx.session)}
+            tx.shared.setdefault("movements_known", {}).update(
+                {i: i in taken for i in ids})
+
+    def recorded(self, tx: Tx, movement_id: str) -> bool:
+        """Whether a movement (an allocation's id is its assignment's) is recorded, in this
+        transaction or before it: what a batch read at once, else one lookup by id."""
+        known = tx.shared.get("movements_known", {}).get(movement_id)
+        if known is not None:
+            return known
+        return self.db.movements.find_one({"_id": movement_id}, {"_id": 1},
+                                          session=tx.session) is not None
 
     def record_movement(self, tx: Tx, movement: dict[str, Any]) -> None:
         """Written as the transaction commits, with the batch's other movements (one
         request). A movement recorded twice fails as an insert would."""
+        tx.shared.setdefault("movements_known", {})[movement["_id"]] = True
         if tx.staged("movements", movement["_id"]):
             tx.write_staged("movements")
             self.db.movements.insert_one(movement, session=tx.session)  # duplicate key

@@ -33,14 +33,17 @@ class MatchingService(ServiceEndpoints):
         """This worker's store (a batch's view of it in a batch), reference and settings."""
         return Scope(self.store, self.reference, self.store.cfg)
 
-    @on_event("intake", "need_posted", batch=True)
+    # A need and a lot are inserted only if absent, and everything else a posting or a lot
+    # does follows from that insert: an event handled again (or the same need under a new
+    # event id) finds its need or lot and changes nothing, so no processed marker is kept.
+    @on_event("intake", "need_posted", batch=True, keyed_by_cause=True)
     def on_need_posted(self, event: Event) -> None:
         with self.store.category_turn(event.data["category"]):
             self.scope.atomically(
                 lambda u: handlers.post_need(u, event.data, event.occurred_at),
                 event=event)
 
-    @on_event("donations", "donation_received", batch=True)
+    @on_event("donations", "donation_received", batch=True, keyed_by_cause=True)
     def on_donation_received(self, event: Event) -> None:
         with self.store.category_turn(event.data["category"]):
             self.scope.atomically(lambda u: handlers.add_lot(u, event.data), event=event)

@@ -6,7 +6,8 @@ import uuid
 
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from tests.support import eventually
+from services.common import contract
+from tests.support import envelope, eventually
 
 
 def uid(prefix):
@@ -53,6 +54,29 @@ def test_donation_then_need_is_fulfilled_from_the_lot(system):
     eventually(lambda: fulfilled(system, probe), what="the marker need")
     assert len(system.need(nid)["assignments"]) == 1
     assert system.lots("masks")[lot]["available"] == 39
+
+    # the assignment delivered to donations again, under its own event id and under a new
+    # one: the lot is taken from once (its movement, keyed by the assignment, says it was)
+    [made] = system.need(nid)["assignments"]
+    data = {"assignment_id": made["assignment_id"], "need_id": nid,
+            "community_id": "QY-S01-C01", "category": "masks", "quantity": 60,
+            "unit": "piece", "lot_id": lot, "lot_quantity": 60, "lot_unit": "piece",
+            "location_id": "QY-S01-C01", "tier_distance": 0, "value_yuan": 30.0}
+    again = contract.derived_id("assignment_made", made["assignment_id"])
+    for event_id in (again, None):
+        system.space.publish("matching.events", "assignment_made",
+                             envelope("assignment_made", data, event_id, source="matching"))
+    probe2 = uid("N")
+    system.space.intake("need_posted", need(probe2, "QY-S01-C01", 1))  # behind them
+    eventually(lambda: fulfilled(system, probe2), what="the second marker need")
+    eventually(lambda: system.lots("masks")[lot]["available"] == 38, what="stock 38")
+    assert system.space.queue_depth(
+        "dlq.evt-matching-assignment_made--donations.on_assignment_made") == 0
+    # neither matching's postings nor donations' allocations keep processed markers: their
+    # own records are what makes an event handled again change nothing
+    kept = [d["_id"] for name in ("matching", "donations")
+            for d in system.space.db(name).processed.find({}, {"_id": 1})]
+    assert not [k for k in kept if k.startswith(("on_need_posted:", "on_assignment_made:"))]
 
     # the poster is told once, by the assignment that met the need (its need_fulfilled
     # adds nothing), without personal data in the text

@@ -335,6 +335,9 @@ class FakeDonationsStore(FakeStore):
     def movement(self, movement_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
         return self.movements.get(movement_id)
 
+    def recorded(self, tx: Tx, movement_id: str) -> bool:
+        return self.movements.get(movement_id) is not None
+
     def lot(self, lot_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
         return self.lots.get(lot_id)
 

@@ -124,6 +124,10 @@ def test_an_allocation_takes_from_the_lot_and_says_what_is_left(world):
     [changed] = world.store.emitted("stock_changed")
     assert (changed["delta"], changed["available"], changed["reason"]) == (-60, 40, "allocated")
     assert world.store.movement("N1#1")["quantity"] == -60_000
+    # the same assignment again (redelivered, or under a new event id): taken once
+    world.ctx.atomically(lambda u: handlers.allocate(u, data))
+    assert world.lot("D1")["available"] == 40
+    assert len(world.store.emitted("stock_changed")) == 1
 
     # more than the lot holds is refused and changes nothing
     too_much = {**data, "assignment_id": "N2#1", "lot_quantity": 41}
