@@ -38,7 +38,7 @@ class AccountingService(ServiceEndpoints):
     def _append(self, event: Event, make: Callable[..., dict]) -> None:
         entry = make(event)
         self.store.atomically(lambda tx: self.store.append(tx, entry),
-                              event=event)  # marked as this worker's consumer
+                              event=event)  # no marker: the entry's id is its cause
 
     @ledger_event("donations", "donation_received")
     def on_donation_received(self, event: Event) -> None:

@@ -399,7 +399,7 @@ def record_write_off(u: Unit, take: Withdrawal, reason: str, note: str | None,
     store, tx = u.store, u.tx
     write_off_id, lot_id, quantity, unit = (take.write_off_id, take.lot_id, take.quantity,
                                             take.unit)
-    if store.movement(write_off_id, tx) is not None:
+    if store.recorded(tx, write_off_id):
         return store.lot(lot_id, tx)
     before = store.lot(lot_id, tx)
     milli = units.to_milli(units.convert(quantity, unit, before["unit"]), before["unit"])
@@ -431,7 +431,7 @@ def record_transfer(u: Unit, take: Withdrawal, to_location_id: str,
     store, tx = u.store, u.tx
     transfer_id, lot_id, quantity, unit = (take.transfer_id, take.lot_id, take.quantity,
                                            take.unit)
-    if store.movement(transfer_id, tx) is not None:
+    if store.recorded(tx, transfer_id):
         return store.lot(lot_id, tx)
     before = store.lot(lot_id, tx)
     milli = units.to_milli(units.convert(quantity, unit, before["unit"]), before["unit"])
