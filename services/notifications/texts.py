@@ -231,9 +231,10 @@ def _need_state(updates: list[Update]) -> str:
                         ("need_fulfilled", "fulfilled")):
         if kind in kinds:
             return state
-    last = [u for u in updates if u.kind == "assignment_made"][-1]
-    if last.params.get("complete"):
-        return "fulfilled"
+    made = [u for u in updates if u.kind == "assignment_made"]
+    if any(u.params.get("complete") for u in made):
+        return "fulfilled"  # whatever order the need's assignments came in
+    last = made[-1]
     return "partial" if last.params.get("partial") else "matched"
 
 

@@ -276,9 +276,11 @@ def test_a_need_met_by_the_assignment_that_says_so_counts_as_fully_met():
                                              "complete": True}} for i in range(3)]
     started = {**met[0], "_id": "m-s", "params": {**PARAMS["assignment_made"],
                                                   "need_id": "N-S", "complete": False}}
+    # the first part of a need met in two parts, listed after the part that met it
+    first_part = {**started, "_id": "m-f", "params": {**started["params"], "need_id": "N-0"}}
     out = c.compose(REF, "contact:x", {"phone": RESIDENT_PHONE, "language": "en"},
-                    [*met, started], RESIDENT_PHONE, "sms")
-    assert "4 updates: 3 needs fully met, 1 more partly met." in out.short
+                    [*met, started, first_part], RESIDENT_PHONE, "sms")
+    assert "5 updates: 3 needs fully met, 1 more partly met." in out.short
     one = texts.render("assignment_made", "en", met[0]["params"], REF)
     assert one.subject == "Need N-0 fully met" and "fully met" in one.line
     partly = texts.render("assignment_made", "en", started["params"], REF)
