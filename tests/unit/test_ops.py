@@ -445,3 +445,20 @@ def test_unreachable_sources_show_as_problems_on_the_page():
     assert report["ok"] is False
     assert {p["subject"] for p in report["problems"]} == {"broker", "matching",
                                                           "notifications"}
+
+
+def test_the_command_line_knows_every_consumer_queue_of_the_code_without_importing_it():
+    import subprocess
+    import sys
+
+    from services.common.topology import consumer_specs
+    from services.ops.report import consumer_queues
+
+    assert consumer_queues() == tuple(spec.name for spec in consumer_specs())
+    # relief-ops status reads the list: not one service module is imported for it
+    probe = ("import sys; from services.ops import cli; from services.ops.report import "
+             "consumer_queues; assert consumer_queues(); "
+             "print(sorted(m for m in sys.modules if m.endswith('.service')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
