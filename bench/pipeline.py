@@ -507,7 +507,9 @@ class Bench:
                              management_port=free_port(), prometheus_port=free_port())
         self.database = Database(self.base / "db", port=free_port())
         # each stop is registered before its start: a start that fails half-way is undone
-        self.stack.append(self.broker.stop)
+        # its data is thrown away after the run, unless kept: no need to wait for a shutdown
+        keep = bool(os.environ.get("RELIEF_KEEP_BENCH_DATA"))
+        self.stack.append(lambda: self.broker.stop(graceful=keep))
         self.broker.start()
         self.stack.append(self.database.stop)
         self.database.start()

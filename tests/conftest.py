@@ -33,12 +33,13 @@ def infra():
                     dist_port=free_port(), management_port=free_port(),
                     prometheus_port=free_port())
     database = Database(base / "db", port=free_port())
+    keep = bool(os.environ.get("RELIEF_KEEP_TEST_DATA"))
     broker.start()
     try:
         database.start()
         yield Infra(broker, database, base)
     finally:
         database.stop()
-        broker.stop()
-        if not os.environ.get("RELIEF_KEEP_TEST_DATA"):
+        broker.stop(graceful=keep)  # its data is thrown away: no need to wait for a shutdown
+        if not keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -6,6 +6,8 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +39,19 @@ def eventually(check, timeout: float = DEFAULT_TIMEOUT, interval: float = 0.2,
     if last_exc:
         raise last_exc
     raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+@contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """This process's environment as ``values`` for a while (then as it was)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def envelope(type_: str, data: dict[str, Any], event_id: str | None = None,
@@ -189,10 +204,14 @@ class System:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def start(self, names: list[str] | None = None) -> None:
-        from deploy.local import deploy_topology
+        from deploy import topology
+        from deploy.local import CONFIG
         from services.common.topology import SERVICES
 
-        deploy_topology(self.env)
+        # relief-deploy as operators run it, in this process: its configuration and the
+        # broker users' passwords are read from the system's environment
+        with environ(self.env):
+            assert topology.main(["--config", str(CONFIG)]) == 0
         names = names or list(SERVICES)
         self.services.start_all(names)
         self.wait_consumers(names)
