@@ -117,10 +117,19 @@ def settings(config: dict[str, Any]) -> Settings:
 
 
 def load_config(path: str) -> dict[str, Any]:
-    """Load a nameko YAML config with ``${ENV:default}`` substitution, as ``nameko run`` does."""
-    import yaml
-    from nameko.cli.main import setup_yaml_parser
+    """Load a nameko YAML config with ``${ENV:default}`` substitution, as ``nameko run`` does,
+    with a loader of its own: nameko's ``setup_yaml_parser`` would teach every
+    ``yaml.safe_load`` of the process to substitute the environment."""
+    from functools import partial
 
-    setup_yaml_parser()
+    import yaml
+    from nameko.cli.main import IMPLICIT_ENV_VAR_MATCHER, env_var_constructor
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!env_var", env_var_constructor)
+    Loader.add_constructor("!raw_env_var", partial(env_var_constructor, raw=True))
+    Loader.add_implicit_resolver("!env_var", IMPLICIT_ENV_VAR_MATCHER, None)
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=Loader)  # noqa: S506 - a SafeLoader with two constructors
