@@ -18,8 +18,9 @@ accounting's and matching's figures agree.
    communities (bench/pipeline.py's need events: its urgencies, one poster per community).
    Every id carries the run id, and needs and lots name the run as their programme
    (``surge <run id>``), so a second run on the same system counts only its own.
-3. **While they are worked**, one thread runs ``relief-ops status --json`` one call after
-   another and another reads ``GET /api/dashboard``; each answer is timed. An answer that
+3. **While they are worked**, one thread runs ``relief-ops status --json`` and another reads
+   ``GET /api/dashboard``, each every ``--read-every`` seconds (2: more often than the
+   page refreshes or ``relief-ops status --watch``); each answer is timed. An answer that
    takes ``--max-answer`` seconds (1) or more, or says it could not read a source, fails
    the drill. Fulfilment is seen on a probe queue bound to matching's ``need_fulfilled``.
 4. **Figures**, for this run only, once donations and accounting have caught up (at most
@@ -97,7 +98,10 @@ DEFAULT_PUBLISHER = "partner-demo"
 PAGE = 200  # the largest page a list answers
 READ_TIMEOUT = 30.0  # an on-call read that takes longer counts as no answer
 QUANTITY_MAX = 1e9  # the contract's bound on a quantity (one lot)
-PAUSE = 0.2  # between two on-call reads of one kind
+# one read of each kind every this many seconds (start to start; at once after a slower
+# answer): more often than the dashboard page refreshes (every 10 s, 2 s at the least) or
+# `relief-ops status --watch` (5 s), without the readers taking a core of their own
+READ_EVERY = 2.0
 NEED_READERS = 4  # GETs of single needs at a time, once the run is over
 
 
@@ -470,13 +474,13 @@ class Sample:
 
 
 class Reader(threading.Thread):
-    """Calls ``read`` one call after another until stopped, timing each. ``read`` returns
-    the problems the report names (the system's checks: a queue deeper than its threshold
-    during a surge is expected) or raises ReadFailed."""
+    """Calls ``read`` every ``every`` seconds (start to start) until stopped, timing each.
+    ``read`` returns the problems the report names (the system's checks: a queue deeper
+    than its threshold during a surge is expected) or raises ReadFailed."""
 
-    def __init__(self, label: str, read: Callable[[], list[str]]):
+    def __init__(self, label: str, read: Callable[[], list[str]], every: float = READ_EVERY):
         super().__init__(daemon=True, name=label)
-        self.label, self.read = label, read
+        self.label, self.read, self.every = label, read, every
         self.samples: list[Sample] = []
         self.stopping = threading.Event()
 
@@ -487,8 +491,9 @@ class Reader(threading.Thread):
                 problems = tuple(self.read())
             except ReadFailed as exc:
                 error = str(exc)
-            self.samples.append(Sample(time.perf_counter() - started, load1(), error, problems))
-            self.stopping.wait(PAUSE)
+            took = time.perf_counter() - started
+            self.samples.append(Sample(took, load1(), error, problems))
+            self.stopping.wait(max(0.0, self.every - took))
 
     def stop(self) -> None:
         """No read after the one under way (``join`` waits for it)."""
@@ -809,8 +814,9 @@ def timings(run: Run, d: Drain, stock: tuple[float, float],
 def reads(readers: list[Reader], limit: float, startup: float) -> tuple[str, list[str]]:
     """The on-call reads' table, and what failed in it."""
     failed = []
-    rows = [["read, one after another", "reads", "p50 ms", "max ms", f">= {limit:g} s",
-             "errors", "load 1m"]]
+    every = f", every {readers[0].every:g} s" if readers else ""
+    rows = [[f"read{every}", "reads", "p50 ms", "max ms", f">= {limit:g} s", "errors",
+             "load 1m"]]
     rows += [reads_row(r, limit) for r in readers]
     out = [f"\non-call reads while the needs were worked (relief-ops start-up alone, before "
             f"the surge: {fmt_ms(startup)} ms)", table(rows)]
@@ -898,6 +904,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", metavar="SECONDS", type=seconds, default=60.0,
                    help="seconds to wait for matching to count the stock, and afterwards "
                         "for donations and accounting to catch up (default 60)")
+    p.add_argument("--read-every", metavar="SECONDS", type=seconds, default=READ_EVERY,
+                   help=f"start a relief-ops status and a dashboard read every this many "
+                        f"seconds (default {READ_EVERY:g}; at once after a slower answer)")
     p.add_argument("--max-answer", metavar="SECONDS", type=seconds, default=1.0,
                    help="an on-call answer taking this many seconds or more fails the drill "
                         "(default 1)")
@@ -979,12 +988,13 @@ def start_probe(target: Target) -> Probe:
         raise DrillError(f"{exc} (the --amqp user binds a queue to matching.events)") from None
 
 
-def burst(target: Target, poster: NeedPoster, timeout: float) -> tuple[Drain, list[Reader]]:
+def burst(target: Target, poster: NeedPoster, timeout: float,
+          every: float) -> tuple[Drain, list[Reader]]:
     """The needs published and worked, on-call reads timed meanwhile."""
     run = poster.run
     probe = start_probe(target)
-    readers = [Reader("relief-ops status", ops_status(target)),
-               Reader("GET /api/dashboard", dashboard(target))]
+    readers = [Reader("relief-ops status", ops_status(target), every),
+               Reader("GET /api/dashboard", dashboard(target), every)]
     for r in readers:
         r.start()
     try:
@@ -1012,7 +1022,7 @@ def surge(target: Target, args: argparse.Namespace) -> int:
         startup = startup_seconds()
         print(header(run, target, args.timeout), flush=True)
         stock = supply(gateway, poster, dead, dead_before, args.settle)
-        drain, readers = burst(target, poster, args.timeout)
+        drain, readers = burst(target, poster, args.timeout, args.read_every)
         if drain.fulfilled == run.needs:
             log("every need fulfilled; waiting for donations and accounting to catch up")
             drain.caught_up = wait_caught_up(gateway, run, drain.start, args.settle)
