@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -160,7 +161,7 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
 
 def read_queues(args: argparse.Namespace) -> list[dict[str, Any]]:
     mgmt = management(args)
-    return queue_rows(get_json(f"{mgmt.base}/api/queues/{mgmt.vhost}", basic_auth(*mgmt.auth),
+    return queue_rows(get_json(f"{mgmt.base}/api/{mgmt.queues_path()}", basic_auth(*mgmt.auth),
                                timeout=min(args.timeout, 5.0)))
 
 
@@ -181,21 +182,35 @@ def read_gateway(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(str(exc)) from None
 
 
+def _read_gateway(args: argparse.Namespace) -> dict[str, Any] | str:
+    """``read_gateway``, or why it could not be read."""
+    try:
+        return read_gateway(args)
+    except RuntimeError as exc:
+        return str(exc)
+
+
 def collect(args: argparse.Namespace, thresholds: Thresholds) -> dict[str, Any]:
     errors: dict[str, str] = {}
-    queues = needs = notifications = None
+    needs = notifications = None
+    # the broker and the gateway are read at once: an answer waits for the slower, not both
+    gateway: dict[str, Any] = {}
+    reading = threading.Thread(target=lambda: gateway.update(read=_read_gateway(args)))
+    reading.start()
+    queues = None
     try:
         queues = read_queues(args)
     except Answered as exc:
         errors["broker"] = f"management API at {management(args).base} answered {exc.status}"
     except Unreachable as exc:
         errors["broker"] = f"management API unreachable at {management(args).base} ({exc})"
-    try:
-        status = read_gateway(args)
+    reading.join()
+    status = gateway["read"]
+    if isinstance(status, str):
+        errors["gateway"] = status
+    else:
         needs, notifications = status.get("needs"), status.get("notifications")
         errors.update(status.get("errors") or {})
-    except RuntimeError as exc:
-        errors["gateway"] = str(exc)
     return build_report(queues, needs, notifications=notifications, thresholds=thresholds,
                         errors=errors)
 
