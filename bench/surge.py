@@ -850,24 +850,25 @@ def count(text: str) -> int:
     return value
 
 
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
-    return value
+def number(what: str, low: float, high: float = math.inf,
+           low_allowed: bool = True) -> Callable[[str], float]:
+    """An argument type: a finite number from ``low`` (or above it) to ``high``."""
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or value > high or value < low or (
+                value == low and not low_allowed):
+            bounds = (f"between {low:g} and {high:g}" if math.isfinite(high)
+                      else f"over {low:g}" if not low_allowed else f"at least {low:g}")
+            raise argparse.ArgumentTypeError(f"{text} must be {bounds}")
+        return value
+    return check
 
 
-def quantity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a quantity") from None
-    if not math.isfinite(value) or value < 0.001 or value > QUANTITY_MAX:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0.001 and {QUANTITY_MAX:g}")
-    return value
+seconds = number("a number of seconds", 0, low_allowed=False)
+quantity = number("a quantity", 0.001, QUANTITY_MAX)
 
 
 def uri(*schemes: str) -> Callable[[str], str]:
