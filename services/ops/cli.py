@@ -183,11 +183,15 @@ def read_gateway(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read_gateway(args: argparse.Namespace) -> dict[str, Any] | str:
-    """``read_gateway``, or why it could not be read."""
+    """``read_gateway``, or why it could not be read (a status tool reports a source it
+    cannot read as a problem; it does not stop)."""
     try:
-        return read_gateway(args)
+        status = read_gateway(args)
     except RuntimeError as exc:
         return str(exc)
+    except Exception as exc:  # noqa: BLE001 - said as a problem, as above
+        return f"could not be read ({type(exc).__name__})"
+    return status if isinstance(status, dict) else "answered something else than a report"
 
 
 def collect(args: argparse.Namespace, thresholds: Thresholds) -> dict[str, Any]:
@@ -205,7 +209,7 @@ def collect(args: argparse.Namespace, thresholds: Thresholds) -> dict[str, Any]:
     except Unreachable as exc:
         errors["broker"] = f"management API unreachable at {management(args).base} ({exc})"
     reading.join()
-    status = gateway["read"]
+    status = gateway.get("read", "could not be read")
     if isinstance(status, str):
         errors["gateway"] = status
     else:

@@ -462,3 +462,22 @@ def test_the_command_line_knows_every_consumer_queue_of_the_code_without_importi
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_gateway_answering_something_else_than_a_report_is_a_problem_not_a_crash(monkeypatch):
+    import argparse
+
+    monkeypatch.setattr(cli, "read_queues", lambda args: healthy_queues())
+    monkeypatch.setattr("services.ops.report.consumer_queues", lambda: tuple(REQUIRED))
+    args = argparse.Namespace(management_uri="http://127.0.0.1:1", amqp_uri="amqp://x/")
+    for answer in (None, ["not", "a", "report"]):
+        monkeypatch.setattr(cli, "read_gateway", lambda args, answer=answer: answer)
+        report = cli.collect(args, Thresholds())
+        assert checks(report) == {("source", "gateway")}, report["problems"]
+
+    def broken(args):
+        raise KeyError("needs")
+
+    monkeypatch.setattr(cli, "read_gateway", broken)
+    [problem] = cli.collect(args, Thresholds())["problems"]
+    assert problem["message"] == "gateway: could not be read (KeyError)"
