@@ -221,6 +221,7 @@ class System:
         from services.common.topology import consumer_specs, service_class
 
         wanted = {s.name for s in consumer_specs([service_class(n) for n in names])}
+        wanted |= {f"rpc-{n}" for n in names if n != "gateway"}  # the gateway answers no RPC
 
         def ready() -> bool:
             exited = self.services.exited()
