@@ -14,11 +14,14 @@ together with
 
 A transaction's events are one outbox **record** (a document holding up to
 :data:`RECORD_EVENTS` envelopes): one document to write and one to delete, however many events
-a batch emitted. After commit the relay publishes them at once (with publisher confirms) and
-deletes the record (or keeps in it only what the broker did not confirm); a sweeper in every
-process publishes whatever is left (for instance after a broker outage). An event may be
-published twice (crash between publish and delete, or writer and sweeper racing); consumers
-are idempotent, so that is harmless.
+a batch emitted. After commit the record is handed to the relay, which publishes it (with
+publisher confirms) and deletes it (or keeps in it only what the broker did not confirm); a
+sweeper in every process publishes whatever is left (for instance after a broker outage). In a
+running service the relay publishes from a green thread of its own, in commit order, so the
+consumer that committed goes on to its next batch while the broker confirms this one's events,
+and records handed over meanwhile go out in one window and are deleted in one request. An
+event may be published twice (crash between publish and delete, or writer and sweeper
+racing); consumers are idempotent, so that is harmless.
 
 A :class:`Batch` runs the handlers of many events in **one** transaction (the consumer base
 opens it for a service's batch consumers, see ``handler.py``): each handler's ``atomically``
@@ -39,10 +42,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import eventlet
 import eventlet.event
+import eventlet.queue
 from nameko.extensions import DependencyProvider
 from pymongo import ASCENDING, MongoClient
 from pymongo.database import Database
@@ -69,7 +74,12 @@ _STAGED = "_staged"  # the key of a transaction's staged bulk writes in ``Tx.sha
 RECORD_EVENTS = 500
 """Envelopes per outbox record at most (a batch of 100 events emits two or three hundred)."""
 SWEEP_EVENTS = 1000
-"""Events a sweep publishes in one window, about (whole records; one at least)."""
+"""Events a sweep publishes in one window, about (whole records; one at least); the relay's
+publisher takes as many of what was handed over at once."""
+HANDOFF_COMMITS = 8
+"""Commits whose records may wait for the relay's publisher: a committer that would be the
+next one waits (so a broker that is slow to confirm slows the consumers, as it did when they
+published themselves, instead of piling up records in memory)."""
 
 
 def outbox_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -268,6 +278,62 @@ class Relay:
         self.exchange = event_exchange(source)
         self._window = ConfirmWindow(amqp_uri, timeout=cfg.publish_confirm_seconds)
         self._lock = threading.Lock()
+        self._handoff: eventlet.queue.Queue | None = None  # set while the publisher runs
+        self._publisher_done: eventlet.event.Event | None = None
+
+    # -- after commit ----------------------------------------------------------------------
+    def hand_over(self, records: list[dict[str, Any]]) -> None:
+        """Publish a committed transaction's records: by the publisher thread when it runs
+        (:meth:`start_publisher`; this waits only while it is :data:`HANDOFF_COMMITS` commits
+        behind), else here and now."""
+        if self._handoff is None:
+            self.publish(records)
+        else:
+            self._handoff.put(records)
+
+    def start_publisher(self, spawn: Callable[[Callable[[], None]], Any]) -> None:
+        """Publish what is handed over from a thread ``spawn`` starts, in the order handed."""
+        self._handoff = eventlet.queue.Queue(maxsize=HANDOFF_COMMITS)
+        self._publisher_done = eventlet.event.Event()
+        spawn(self._publish_forever)
+
+    def stop_publisher(self, timeout: float) -> None:
+        """Publish what was handed over (for at most ``timeout`` seconds; what is left stays
+        in the outbox for the sweeper) and stop the thread."""
+        handoff, done = self._handoff, self._publisher_done
+        if handoff is None or done is None:
+            return
+        self._handoff = None  # from now on a late commit publishes itself
+        with eventlet.Timeout(timeout, False):
+            handoff.put(None)
+            done.wait()
+
+    def _publish_forever(self) -> None:
+        handoff, done = self._handoff, self._publisher_done
+        assert handoff is not None and done is not None
+        try:
+            while True:
+                records = handoff.get()
+                if records is None:
+                    return
+                records, stop = list(records), False
+                events = sum(int(r.get("n", 1)) for r in records)
+                while events < SWEEP_EVENTS and not handoff.empty():
+                    more = handoff.get_nowait()
+                    if more is None:
+                        stop = True
+                        break
+                    records.extend(more)
+                    events += sum(int(r.get("n", 1)) for r in more)
+                try:
+                    self.publish(records)
+                except Exception:  # noqa: BLE001 - left in the outbox: the sweeper has them
+                    log.exception("the relay could not publish %d outbox record(s)",
+                                  len(records))
+                if stop:
+                    return
+        finally:
+            done.send(None)
 
     def publish(self, records: list[dict[str, Any]]) -> int:
         """Publish the records' events in one window; then delete the records published
@@ -411,7 +477,7 @@ class Batch:
             raise BatchFailed(f"{type(exc).__name__}: {exc}") from exc
         self.close()
         if records and self.store.relay is not None:
-            self.store.relay.publish(records)
+            self.store.relay.hand_over(records)
         for remember in self.after_commit:
             remember()
 
@@ -574,7 +640,7 @@ class BaseStore:
         if result is not DUPLICATE and last:
             records, tx = last
             if records and self.relay is not None:
-                self.relay.publish(records)
+                self.relay.hand_over(records)
             for remember in tx.after_commit:
                 remember()
         return result
@@ -618,6 +684,8 @@ class StoreProvider(DependencyProvider):
         self.ready.send(True)
         if self.store.relay is not None:
             self._running = True
+            self.store.relay.start_publisher(partial(self.container.spawn_managed_thread,
+                                                     identifier="outbox-publisher"))
             self.container.spawn_managed_thread(self._sweep_forever, identifier="outbox-sweeper")
 
     def _sweep_forever(self) -> None:
@@ -638,11 +706,15 @@ class StoreProvider(DependencyProvider):
 
     def stop(self) -> None:
         self._running = False
+        if self.store is not None and self.store.relay is not None:
+            self.store.relay.stop_publisher(timeout=self.store.cfg.publish_confirm_seconds)
         if self.client is not None:
             self.client.close()
 
     def kill(self) -> None:
-        self.stop()
+        self._running = False  # what the publisher had not published stays in the outbox
+        if self.client is not None:
+            self.client.close()
 
     def get_dependency(self, worker_ctx: Any) -> BaseStore:
         assert self.store is not None

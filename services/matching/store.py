@@ -248,19 +248,18 @@ class MatchingStore(BaseStore):
                 if area.parent is None:  # the district: every need reaches it
                     return self.open_needs(tx, category)
                 streets.add(loc if areas.tier(loc) == "street" else area.parent)
+            posted_at: set[str] = set()  # the community ids to read open needs of
             if not state["above"]:
-                above = [a for a, area in areas.areas.items() if areas.tier(a) != "community"]
-                self._read_open(tx, state, {"open_category": category,
-                                            "community_id": {"$in": sorted(above)}})
+                posted_at.update(a for a, area in areas.areas.items()
+                                 if areas.tier(a) != "community")
                 self._read_open(tx, state, {"open_category": category, "tier": "district"})
                 state["above"] = True
             new = sorted(streets - state["streets"])
-            if new:
-                communities = sorted({c for st in new for c in areas.children.get(st, [])})
-                if communities:
-                    self._read_open(tx, state, {"open_category": category,
-                                                "community_id": {"$in": communities}})
-                state["streets"].update(new)
+            posted_at.update(c for st in new for c in areas.children.get(st, []))
+            state["streets"].update(new)
+            if posted_at:  # the needs posted above communities and those of the streets
+                self._read_open(tx, state, {"open_category": category,
+                                            "community_id": {"$in": sorted(posted_at)}})
         reach = set(wanted)
         return [d for d in state["docs"].values()
                 if reach.intersection(engine.reach(as_engine_need(d), areas))]

@@ -133,6 +133,41 @@ def test_an_event_the_broker_cannot_route_stays_in_the_outbox(space):
         env[1]["event_id"]
 
 
+def test_commits_handed_to_the_publisher_go_out_in_order_and_together(space):
+    """A running service's relay publishes from a thread of its own: a commit does not wait
+    for the broker, and what several commits handed over while it was busy goes out in one
+    window, in the order committed; stopping it publishes what was handed over."""
+    store = make_store(space, source="handoff")
+    probe = space.bind_probe("handoff.events", "need_posted")
+    windows = []
+    publish = store.relay._window.publish
+
+    def counted(messages):
+        windows.append([json.loads(json.dumps(m[0], default=str))["data"]["need_id"]
+                        for m in messages])
+        return publish(messages)
+
+    store.relay._window.publish = counted
+    store.relay.start_publisher(eventlet.spawn)
+    emit = [lambda tx, i=i: tx.emit("need_posted", {**NEED, "need_id": f"H{i}"})
+            for i in range(5)]
+    with store.relay._lock:  # the publisher is busy (as while the broker confirms)
+        store.atomically(emit[0])
+        eventlet.sleep(0.05)  # it took the first commit's record and waits for the lock
+        for work in emit[1:]:
+            store.atomically(work)  # each returns at once: committed, handed over
+        assert len(waiting(store)) == 5 and windows == []
+    eventlet.sleep(0)
+    store.relay.stop_publisher(timeout=10)
+    assert windows == [["H0"], ["H1", "H2", "H3", "H4"]]
+    got = eventually(lambda: (m := space.get_messages(probe)) and len(m) == 5 and m)
+    assert [json.loads(b)["data"]["need_id"] for _, b in got] == [f"H{i}" for i in range(5)]
+    assert store.db.outbox.count_documents({}) == 0
+    # stopped: a commit publishes itself again
+    store.atomically(lambda tx: tx.emit("need_posted", {**NEED, "need_id": "H5"}))
+    assert windows[-1] == ["H5"] and store.db.outbox.count_documents({}) == 0
+
+
 def test_the_relay_opens_a_new_connection_after_it_lost_one(space):
     store = make_store(space, source="reopen")
     probe = space.bind_probe("reopen.events", "need_posted")
@@ -286,3 +321,4 @@ def test_indexes_nothing_queries_are_dropped_at_start(infra, cls, source, collec
     assert len(first.db[collection].index_information()) == 1 + len(fields)
     again = make_store(space, cls=cls, source=source)
     assert sorted(again.db[collection].index_information()) == ["_id_"]
+
