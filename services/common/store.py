@@ -90,6 +90,11 @@ def outbox_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for i in range(0, len(events), RECORD_EVENTS)]
 
 
+def _held(record: dict[str, Any]) -> int:
+    """How many events an outbox record holds (an earlier version's record holds one)."""
+    return int(record.get("n", 1))
+
+
 def _envelopes(record: dict[str, Any]) -> list[dict[str, Any]]:
     # a record written before records held many events held one, as ``envelope``
     return record["envelopes"] if "envelopes" in record else [record["envelope"]]
@@ -317,14 +322,14 @@ class Relay:
                 if records is None:
                     return
                 records, stop = list(records), False
-                events = sum(int(r.get("n", 1)) for r in records)
+                events = sum(map(_held, records))
                 while events < SWEEP_EVENTS and not handoff.empty():
                     more = handoff.get_nowait()
                     if more is None:
                         stop = True
                         break
                     records.extend(more)
-                    events += sum(int(r.get("n", 1)) for r in more)
+                    events += sum(map(_held, more))
                 try:
                     self.publish(records)
                 except Exception:  # noqa: BLE001 - left in the outbox: the sweeper has them
@@ -385,15 +390,15 @@ class Relay:
         pending.sort(key=lambda r: r["created_at"])  # in memory (see DESIGN.md)
         window, events = [], 0  # about SWEEP_EVENTS at a time: one window the broker confirms
         for record in pending:
-            if window and events + int(record.get("n", 1)) > SWEEP_EVENTS:
+            if window and events + _held(record) > SWEEP_EVENTS:
                 break
             window.append(record)
-            events += int(record.get("n", 1))
+            events += _held(record)
         return self.publish(window)
 
     def backlog(self) -> int:
         """Events written but not yet published (each record says how many it holds)."""
-        return sum(int(r.get("n", 1)) for r in self.db.outbox.find({}, {"n": 1}))
+        return sum(map(_held, self.db.outbox.find({}, {"n": 1})))
 
 
 class BatchFailed(Exception):
