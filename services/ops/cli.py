@@ -657,15 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as exc:
         print(f"relief-ops: {exc}", file=sys.stderr)
         return USAGE
-    except (Unreachable, Answered) as exc:
-        print(f"relief-ops: broker management API: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return PROBLEMS
-    except OSError as exc:
-        # the management API's client (imported by the commands that change queues) raises
-        # these
+    except (Answered, OSError) as exc:
+        # ours, or the management API's client's (imported by the commands that change
+        # queues); any other OSError is not the broker's
         requests = sys.modules.get("requests")
-        if requests is None or not isinstance(exc, requests.RequestException):
+        if not isinstance(exc, Answered | Unreachable) and (
+                requests is None or not isinstance(exc, requests.RequestException)):
             raise
         print(f"relief-ops: broker management API: {type(exc).__name__}: {exc}",
               file=sys.stderr)
